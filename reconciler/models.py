@@ -1,0 +1,290 @@
+"""Data types: desired state (account files), settings, and live state.
+
+Desired state and settings are strict pydantic models: unknown keys are errors and nothing
+is silently coerced (YAML's `off` stays a bool and is refused for `calls`). Their JSON
+Schemas are generated from these classes (`reconciler schema`).
+
+Live state is plain slotted dataclasses: a fleet holds 100,000 numbers and per-item pydantic
+validation in that loop would dominate a plan's run time; the providers convert wire data
+once, in one place (`providers/wire.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+AccountStatus = Literal["active", "paused", "stopped"]
+Calls = Literal["allowed", "stopped"]
+Swapping = Literal["active", "paused"]
+
+E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
+E164 = Annotated[str, StringConstraints(pattern=E164_PATTERN)]
+MONEY_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+# --- desired state: one account file -------------------------------------------------
+
+
+class AccountSpec(StrictModel):
+    """The `account:` block of an account file."""
+
+    id: Annotated[int, Field(ge=0)] | Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="Provider account id (int or string; compared as string)."
+    )
+    name: str | None = Field(None, description="Optional label; a mismatch with live is a warning.")
+    status: AccountStatus = Field("active", description="active | paused | stopped")
+    until: AwareDatetime | None = Field(
+        None,
+        strict=False,
+        description="ISO-8601 time with timezone; only with paused/stopped. From then on the "
+        "desired status is active again.",
+    )
+    note: str | None = Field(None, description="Free text shown in plans: why, who, ticket.")
+    protected: bool = Field(False, description="true: a plan that would stop or pause it is an error.")
+
+    @model_validator(mode="after")
+    def _until_needs_a_stop(self) -> AccountSpec:
+        if self.until is not None and self.status == "active":
+            raise ValueError("until_on_active")
+        return self
+
+
+class NumberSpec(StrictModel):
+    """One entry of `numbers:` in an account file."""
+
+    number: E164 = Field(description='E.164 number, quoted: "+14105550101". Unique in the config.')
+    calls: Calls = Field("allowed", description="allowed | stopped")
+    swapping: Swapping = Field("active", description="active | paused")
+    until: AwareDatetime | None = Field(
+        None,
+        strict=False,
+        description="ISO-8601 time with timezone; only with calls: stopped or swapping: paused.",
+    )
+    note: str | None = Field(None, description="Free text shown in plans.")
+    protected: bool = Field(False, description="true: a plan that would stop or pause it is an error.")
+
+    @model_validator(mode="after")
+    def _until_needs_a_stop(self) -> NumberSpec:
+        if self.until is not None and self.calls == "allowed" and self.swapping == "active":
+            raise ValueError("until_on_active")
+        return self
+
+
+class AccountFile(StrictModel):
+    """An account file: `config/accounts/<name>.yaml`."""
+
+    model_config = ConfigDict(
+        title="reconciler account file",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    account: AccountSpec
+    numbers: list[NumberSpec] = Field(default_factory=list)
+
+
+# --- settings: reconciler.yaml ------------------------------------------------------
+
+
+class ProviderSettings(StrictModel):
+    type: Literal["sandbox", "ctm"] = Field("sandbox", description="sandbox | ctm")
+    database: str = Field(
+        "../.reconciler/sandbox.db",
+        description="sandbox: SQLite file, relative to the settings file.",
+    )
+    seed: str | None = Field(
+        None,
+        description="sandbox: fleet file loaded when the database does not exist yet "
+        "(relative to the settings file).",
+    )
+    base_url: str = Field(
+        "https://api.calltrackingmetrics.com/api/v1",
+        description="ctm: API base URL; https only (http only for loopback hosts).",
+    )
+    access_key_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = Field(
+        "CTM_ACCESS_KEY", description="Name of the environment variable holding the access key."
+    )
+    secret_key_env: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = Field(
+        "CTM_SECRET_KEY", description="Name of the environment variable holding the secret key."
+    )
+    concurrency: Annotated[int, Field(ge=1, le=64)] = Field(8, description="Parallel requests.")
+    requests_per_second: Annotated[float, Field(gt=0, le=10000)] = Field(
+        10, strict=False, description="Client-side rate limit (token bucket)."
+    )
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        30, strict=False, description="Per-request timeout."
+    )
+
+
+class PolicySettings(StrictModel):
+    max_change_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.3,
+        strict=False,
+        description="A plan changing more than this share of an account's managed numbers "
+        "(accounts with >= 10) needs --force.",
+    )
+    unmanaged: Literal["ignore", "report", "error"] = Field(
+        "report", description="Live numbers of a managed account that no file lists."
+    )
+    stale_stop_days: Annotated[int, Field(ge=0)] = Field(
+        30, description="Stopped longer than this: listed with its cost."
+    )
+
+
+class BillingSettings(StrictModel):
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
+        "USD", description="ISO 4217 code used in charge figures."
+    )
+    default_number_monthly_fee: Annotated[str, StringConstraints(pattern=MONEY_PATTERN)] | Annotated[
+        float, Field(ge=0)
+    ] = Field("3.00", description='Used when the provider reports no fee; e.g. "3.00".')
+
+    @field_validator("default_number_monthly_fee", mode="after")
+    @classmethod
+    def _money(cls, v: str | float) -> str:
+        return str(Decimal(str(v)).quantize(Decimal("0.01")))
+
+    @property
+    def default_fee(self) -> Decimal:
+        return Decimal(str(self.default_number_monthly_fee))
+
+
+class Settings(StrictModel):
+    """`config/reconciler.yaml`: every key optional."""
+
+    model_config = ConfigDict(
+        title="reconciler settings",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    provider: ProviderSettings = Field(default_factory=ProviderSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
+
+
+# --- desired state after loading (with where each entry came from) ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a desired entry is written: file path (as given) and 1-based line."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredNumber:
+    number: str
+    account_id: str
+    calls: Calls
+    swapping: Swapping
+    until: datetime | None
+    note: str | None
+    protected: bool
+    source: Source
+    # line of each key written in the file (calls, swapping, until, ...), for annotations
+    field_lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAccount:
+    id: str
+    name: str | None
+    status: AccountStatus
+    until: datetime | None
+    note: str | None
+    protected: bool
+    source: Source
+    numbers: tuple[DesiredNumber, ...]
+    field_lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Everything the config says: settings plus managed accounts keyed by id (string)."""
+
+    config_dir: str
+    settings: Settings
+    settings_path: str | None
+    accounts: dict[str, DesiredAccount]
+    digest: str  # sha256 over the config files' bytes, "sha256:<hex>"
+
+    def scoped(self, account_ids: list[str] | None) -> DesiredState:
+        """Only the given accounts (all when None)."""
+        if not account_ids:
+            return self
+        keep = {a: self.accounts[a] for a in account_ids if a in self.accounts}
+        return DesiredState(self.config_dir, self.settings, self.settings_path, keep, self.digest)
+
+
+# --- live state ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LiveNumber:
+    """A tracking number as the provider reports it (`active` -> calls, `paused` -> swapping)."""
+
+    id: str
+    account_id: str
+    number: str
+    calls: Calls
+    swapping: Swapping
+    online: bool  # its source is on-site (dynamic): only those can be paused
+    name: str = ""
+    formatted: str = ""
+    source_name: str = ""
+    renewal_fee: Decimal | None = None  # stats.renewal_costs
+    recent_calls: int = 0  # stats.calls: calls in the last 30 days
+    active_changed: datetime | None = None
+    updated: datetime | None = None
+
+
+@dataclass(slots=True)
+class LiveAccount:
+    id: str
+    name: str
+    status: AccountStatus
+    monthly_fee: Decimal | None = None
+    updated: datetime | None = None
+    numbers: list[LiveNumber] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LiveState:
+    """Live accounts keyed by id; `missing` lists requested ids the provider does not know."""
+
+    accounts: dict[str, LiveAccount]
+    missing: list[str] = field(default_factory=list)
+
+
+def jsonable(value: Any) -> Any:
+    """Decimal -> str, datetime -> ISO-8601 Z, recursively; for JSON output."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value

@@ -1,0 +1,72 @@
+"""The Provider interface: the one seam between reconciler and a call-tracking service.
+
+Contract a new provider must meet (read this file and you can add one):
+
+- ``read(account_ids)`` returns the live state of exactly those accounts, with all their
+  numbers, as a :class:`~reconciler.models.LiveState`. Ids the provider does not know are
+  listed in ``LiveState.missing`` (not raised), so a plan can report ``unknown_account``
+  next to everything else it found. It must cost the minimum number of requests the
+  service allows: list calls, never one request per number.
+- ``set_account_status(account_id, status)`` sets ``active | paused | stopped`` and returns
+  the account as the service reports it after the write (``numbers`` may be empty).
+- ``set_number(account_id, number_id, field, value)`` sets a number's ``calls``
+  (``allowed | stopped``) or ``swapping`` (``active | paused``) and returns the number as
+  the service reports it after the write.
+- Writes are idempotent "set" operations: repeating one is harmless, so callers may retry.
+  A provider must not change anything it was not asked to change.
+- Failures raise :class:`~reconciler.errors.ProviderError` subclasses with one clear line
+  of text. Secrets (keys, Authorization headers) never appear in messages or logs.
+- ``target`` is a human-readable, secret-free name of what is being managed (a database
+  path, a base URL); the plan records it and the apply lock is keyed by it.
+- Providers are context managers; ``close()`` releases connections and files.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Literal
+
+from reconciler.models import LiveAccount, LiveNumber, LiveState
+
+NumberField = Literal["calls", "swapping"]
+
+
+class Provider(ABC):
+    """Reads live state and applies stop/allow/pause/resume writes."""
+
+    kind: str = ""  # "sandbox" | "ctm"
+
+    @property
+    @abstractmethod
+    def target(self) -> str:
+        """Secret-free name of the managed target (database path or API base URL)."""
+
+    @abstractmethod
+    def read(self, account_ids: Sequence[str]) -> LiveState:
+        """Live state of these accounts with all their numbers; unknown ids in `missing`."""
+
+    @abstractmethod
+    def set_account_status(self, account_id: str, status: str) -> LiveAccount:
+        """Set an account's status; return the account as the provider now reports it."""
+
+    @abstractmethod
+    def set_number(
+        self, account_id: str, number_id: str, field: NumberField, value: str
+    ) -> LiveNumber:
+        """Set a number's calls or swapping; return the number as the provider now reports it."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and files."""
+
+    def __enter__(self) -> Provider:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
