@@ -57,7 +57,9 @@ class AccountSpec(StrictModel):
         "desired status is active again.",
     )
     note: str | None = Field(None, description="Free text shown in plans: why, who, ticket.")
-    protected: bool = Field(False, description="true: a plan that would stop or pause it is an error.")
+    protected: bool = Field(
+        False, description="true: a plan that would stop or pause it is an error."
+    )
 
     @model_validator(mode="after")
     def _until_needs_a_stop(self) -> AccountSpec:
@@ -78,7 +80,9 @@ class NumberSpec(StrictModel):
         description="ISO-8601 time with timezone; only with calls: stopped or swapping: paused.",
     )
     note: str | None = Field(None, description="Free text shown in plans.")
-    protected: bool = Field(False, description="true: a plan that would stop or pause it is an error.")
+    protected: bool = Field(
+        False, description="true: a plan that would stop or pause it is an error."
+    )
 
     @model_validator(mode="after")
     def _until_needs_a_stop(self) -> NumberSpec:
@@ -151,9 +155,9 @@ class BillingSettings(StrictModel):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
         "USD", description="ISO 4217 code used in charge figures."
     )
-    default_number_monthly_fee: Annotated[str, StringConstraints(pattern=MONEY_PATTERN)] | Annotated[
-        float, Field(ge=0)
-    ] = Field("3.00", description='Used when the provider reports no fee; e.g. "3.00".')
+    default_number_monthly_fee: (
+        Annotated[str, StringConstraints(pattern=MONEY_PATTERN)] | Annotated[float, Field(ge=0)]
+    ) = Field("3.00", description='Used when the provider reports no fee; e.g. "3.00".')
 
     @field_validator("default_number_monthly_fee", mode="after")
     @classmethod

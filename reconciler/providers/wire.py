@@ -1,0 +1,112 @@
+"""The provider's wire shapes (CTM API v1 conventions, SPEC §7) and their mapping to live state.
+
+This is the one place that knows how stop/allow/pause/resume map onto the wire. The
+provider does not document these writes publicly; the mapping follows the wire API the
+reconciler is specified against, and every write is checked against the object the
+response returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from reconciler.errors import ProviderError
+from reconciler.models import LiveAccount, LiveNumber
+
+MAX_PER_PAGE = 150
+
+# --- writes ---------------------------------------------------------------------------
+
+
+def account_status_write(account_id: str, status: str) -> tuple[str, dict[str, Any]]:
+    """(path, JSON body) that sets an account's status."""
+    return f"/accounts/{account_id}/status", {"status": status}
+
+
+def number_write(
+    account_id: str, number_id: str, field: str, value: str
+) -> tuple[str, dict[str, Any]]:
+    """(path, JSON body) that sets a number's calls (`active`) or swapping (`paused`)."""
+    path = f"/accounts/{account_id}/numbers/{number_id}/update_number"
+    if field == "calls":
+        return path, {"active": value == "allowed"}
+    if field == "swapping":
+        return path, {"paused": value == "paused"}
+    raise ValueError(f"unknown number field {field!r}")
+
+
+# --- reads ----------------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 string (Z or offset) -> aware datetime; None/empty -> None."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ProviderError(
+            f"malformed response: expected a time string, got {type(value).__name__}"
+        )
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ProviderError(f"malformed response: bad time {value[:40]!r}") from exc
+    if parsed.tzinfo is None:
+        raise ProviderError(f"malformed response: time without timezone {value[:40]!r}")
+    return parsed
+
+
+def parse_money(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value)).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError) as exc:
+        raise ProviderError(f"malformed response: bad amount {str(value)[:40]!r}") from exc
+
+
+def account_from_wire(data: Any) -> LiveAccount:
+    """Wire Account -> LiveAccount (numbers empty)."""
+    try:
+        status = data["status"]
+        if status not in ("active", "paused", "stopped"):
+            raise ProviderError(f"malformed response: account status {str(status)[:20]!r}")
+        return LiveAccount(
+            id=str(data["id"]),
+            name=str(data.get("name") or ""),
+            status=status,
+            monthly_fee=parse_money(data.get("monthly_fee")),
+            updated=parse_time(data.get("updated")),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ProviderError(f"malformed response: account object lacks {exc}") from exc
+
+
+def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
+    """Wire Number -> LiveNumber (`active` -> calls, `paused` -> swapping)."""
+    try:
+        active, paused = data["active"], data["paused"]
+        if not isinstance(active, bool) or not isinstance(paused, bool):
+            raise ProviderError("malformed response: number active/paused are not booleans")
+        source = data.get("source") or {}
+        stats = data.get("stats") or {}
+        return LiveNumber(
+            id=str(data["id"]),
+            account_id=str(data.get("account_id") or account_id or ""),
+            number=str(data["number"]),
+            calls="allowed" if active else "stopped",
+            swapping="paused" if paused else "active",
+            online=bool(source.get("online", False)),
+            name=str(data.get("name") or ""),
+            formatted=str(data.get("formatted") or ""),
+            source_name=str(source.get("name") or ""),
+            renewal_fee=parse_money(stats.get("renewal_costs")),
+            recent_calls=int(stats.get("calls") or 0),
+            active_changed=parse_time(data.get("active_changed")),
+            updated=parse_time(data.get("updated")),
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        if isinstance(exc, ProviderError):
+            raise
+        raise ProviderError(f"malformed response: number object lacks or garbles {exc}") from exc
