@@ -45,6 +45,17 @@ class StrictModel(BaseModel):
 class AccountSpec(StrictModel):
     """The `account:` block of an account file."""
 
+    # `until` only on a stop or pause: the same rule as the validator, for editors.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"required": ["until"], "properties": {"until": {"type": "string"}}},
+            "then": {
+                "required": ["status"],
+                "properties": {"status": {"enum": ["paused", "stopped"]}},
+            },
+        }
+    )
+
     id: Annotated[int, Field(ge=0)] | Annotated[str, StringConstraints(min_length=1)] = Field(
         description="Provider account id (int or string; compared as string)."
     )
@@ -70,6 +81,18 @@ class AccountSpec(StrictModel):
 
 class NumberSpec(StrictModel):
     """One entry of `numbers:` in an account file."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"required": ["until"], "properties": {"until": {"type": "string"}}},
+            "then": {
+                "anyOf": [
+                    {"required": ["calls"], "properties": {"calls": {"const": "stopped"}}},
+                    {"required": ["swapping"], "properties": {"swapping": {"const": "paused"}}},
+                ]
+            },
+        }
+    )
 
     number: E164 = Field(description='E.164 number, quoted: "+14105550101". Unique in the config.')
     calls: Calls = Field("allowed", description="allowed | stopped")
@@ -134,6 +157,31 @@ class ProviderSettings(StrictModel):
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         30, strict=False, description="Per-request timeout."
     )
+
+
+    @field_validator("base_url", mode="after")
+    @classmethod
+    def _https_or_loopback(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme == "https" and parts.hostname:
+            return v.rstrip("/")
+        if parts.scheme == "http" and is_loopback(parts.hostname or ""):
+            return v.rstrip("/")
+        raise ValueError("base_url must be an https:// URL (plain http only for loopback hosts)")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class PolicySettings(StrictModel):

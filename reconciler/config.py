@@ -1,0 +1,401 @@
+"""Config directory -> DesiredState, with every problem located as file:line:col.
+
+Layout: `<dir>/reconciler.yaml` (optional settings) and `<dir>/accounts/*.yaml|*.yml`
+(one managed account per file). All problems of a run are collected and raised together
+as one ConfigError, so a user fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from reconciler.errors import ConfigError, ConfigIssue
+from reconciler.models import (
+    AccountFile,
+    DesiredAccount,
+    DesiredNumber,
+    DesiredState,
+    Settings,
+    Source,
+)
+from reconciler.yamlsafe import LoadedYaml, Path_, YamlError, load_yaml
+
+SETTINGS_NAMES = ("reconciler.yaml", "reconciler.yml")
+TIME_EXAMPLE = "2026-12-01T17:00:00Z"
+ENUM_HINTS: dict[str, dict[bool, str]] = {
+    "calls": {False: "stopped", True: "allowed"},
+    "swapping": {False: "paused", True: "active"},
+}
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "status": ("active", "paused", "stopped"),
+    "calls": ("allowed", "stopped"),
+    "swapping": ("active", "paused"),
+    "type": ("sandbox", "ctm"),
+    "unmanaged": ("ignore", "report", "error"),
+}
+
+
+def load_config(config_dir: str) -> DesiredState:
+    """Load and check a config directory; raise ConfigError listing every problem."""
+    if not os.path.isdir(config_dir):
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    config_dir,
+                    0,
+                    0,
+                    "config directory not found; pass --config DIR or set RECONCILER_CONFIG",
+                )
+            ]
+        )
+    issues: list[ConfigIssue] = []
+    settings, settings_path, digest_parts = _load_settings(config_dir, issues)
+    account_files = _account_files(config_dir, issues)
+    accounts: dict[str, DesiredAccount] = {}
+    number_owner: dict[str, DesiredNumber] = {}
+    for path in account_files:
+        loaded = _parse(path, issues)
+        if loaded is None:
+            continue
+        digest_parts.append((os.path.relpath(path, config_dir), loaded.raw))
+        model = _validate(AccountFile, loaded, issues, _account_shape_hint)
+        if model is None:
+            continue
+        account = _desired_account(model, loaded)
+        _check_unique(account, accounts, number_owner, issues)
+        _check_protected(account, loaded, issues)
+    if issues:
+        raise ConfigError(issues)
+    return DesiredState(
+        config_dir=config_dir,
+        settings=settings,
+        settings_path=settings_path,
+        accounts=accounts,
+        digest=_digest(digest_parts),
+    )
+
+
+def load_settings_only(config_dir: str) -> tuple[Settings, str | None]:
+    """Just the settings (for commands that do not need the account files)."""
+    issues: list[ConfigIssue] = []
+    settings, path, _ = _load_settings(config_dir, issues)
+    if issues:
+        raise ConfigError(issues)
+    return settings, path
+
+
+# --- files ----------------------------------------------------------------------------
+
+
+def _load_settings(
+    config_dir: str, issues: list[ConfigIssue]
+) -> tuple[Settings, str | None, list[tuple[str, bytes]]]:
+    for name in SETTINGS_NAMES:
+        path = os.path.join(config_dir, name)
+        if os.path.isfile(path):
+            loaded = _parse(path, issues)
+            if loaded is None:
+                return Settings(), path, []
+            if loaded.data is None:
+                return Settings(), path, [(name, loaded.raw)]
+            model = _validate(Settings, loaded, issues, _settings_shape_hint)
+            return (model or Settings()), path, [(name, loaded.raw)]
+    return Settings(), None, []
+
+
+def _account_files(config_dir: str, issues: list[ConfigIssue]) -> list[str]:
+    accounts_dir = os.path.join(config_dir, "accounts")
+    names: list[str] = []
+    if os.path.isdir(accounts_dir):
+        names = sorted(
+            n
+            for n in os.listdir(accounts_dir)
+            if n.endswith((".yaml", ".yml"))
+            and not n.startswith(".")
+            and os.path.isfile(os.path.join(accounts_dir, n))
+        )
+    if not names:
+        issues.append(
+            ConfigIssue(
+                accounts_dir,
+                0,
+                0,
+                "no account files (*.yaml, *.yml); "
+                "write one per account, or run `reconciler import --account ID`",
+            )
+        )
+    return [os.path.join(accounts_dir, n) for n in names]
+
+
+def _parse(path: str, issues: list[ConfigIssue]) -> LoadedYaml | None:
+    try:
+        return load_yaml(path)
+    except YamlError as exc:
+        issues.append(exc.issue)
+        return None
+
+
+def _digest(parts: list[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for name, raw in sorted(parts):
+        h.update(name.replace(os.sep, "/").encode() + b"\0" + raw + b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+def _account_shape_hint() -> str:
+    return "an account file is a mapping with `account:` (id, status, ...) and `numbers:` (a list)"
+
+
+def _settings_shape_hint() -> str:
+    return "the settings file is a mapping with optional `provider:`, `policy:` and `billing:`"
+
+
+# --- validation and messages -------------------------------------------------------------
+
+
+def _validate(
+    model: type[BaseModel], loaded: LoadedYaml, issues: list[ConfigIssue], shape_hint: Any
+) -> Any:
+    if not isinstance(loaded.data, dict):
+        what = "empty" if loaded.data is None else f"a {type(loaded.data).__name__}"
+        issues.append(
+            ConfigIssue(loaded.path, *loaded.where(()), f"file is {what}; {shape_hint()}")
+        )
+        return None
+    try:
+        return model.model_validate(loaded.data)
+    except ValidationError as exc:
+        seen: set[Path_] = set()
+        for err in exc.errors():
+            loc = _data_loc(loaded.data, err["loc"], err["type"])
+            if loc in seen:  # a union (int | str) reports once per member: say it once
+                continue
+            seen.add(loc)
+            line, col = loaded.where(loc)
+            issues.append(ConfigIssue(loaded.path, line, col, _message(model, err, loc)))
+        return None
+
+
+def _data_loc(data: Any, loc: tuple[Any, ...], err_type: str) -> Path_:
+    """Trim pydantic's loc to the part that names real data (drops union member tags)."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            node = node[part]
+        elif isinstance(node, dict) and err_type in ("missing", "extra_forbidden"):
+            out.append(part)
+            break
+        else:
+            break
+        out.append(part)
+    if err_type == "value_error" and isinstance(node, dict) and "until" in node:
+        out.append("until")
+    return tuple(out)
+
+
+def _message(model: type[BaseModel], err: dict[str, Any], loc: Path_) -> str:
+    etype, value = err["type"], err.get("input")
+    key = str(loc[-1]) if loc and isinstance(loc[-1], str) else ""
+    where = ".".join(str(p) for p in loc) or "file"
+    if etype == "extra_forbidden":
+        allowed = _allowed_keys(model, loc[:-1])
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key {key!r}; {hint}allowed here: {', '.join(allowed)}"
+    if etype == "missing":
+        return f"missing required key {key!r}"
+    if etype == "literal_error" and key in ALLOWED:
+        return _enum_message(key, value)
+    if key == "number":
+        return _number_message(value)
+    if key == "until":
+        return _until_message(etype, loc, value)
+    if key == "id" and len(loc) == 2:
+        return "account id must be a number or a non-empty string, e.g. `id: 1001`"
+    if etype == "bool_type":
+        return f"{where}: write true or false (got {_show(value)})"
+    if etype in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{where} must be a mapping of keys (got {_show(value)})"
+    if etype == "list_type":
+        return f'{where} must be a list: one `- number: "+1..."` entry per number'
+    if etype == "string_type":
+        return f"{where} must be text; quote it (got {_show(value)})"
+    if etype == "string_pattern_mismatch" and key == "default_number_monthly_fee":
+        return f'{where} must be an amount like "3.00" (got {_show(value)})'
+    return f"{where}: {err['msg']} (got {_show(value)})"
+
+
+def _enum_message(key: str, value: Any) -> str:
+    choices = ALLOWED[key]
+    if isinstance(value, bool) and key in ENUM_HINTS:
+        word = ENUM_HINTS[key][value]
+        return (
+            f"{key}: YAML reads on/off/yes/no/true/false as a boolean ({str(value).lower()}); "
+            f"write {key}: {word}"
+        )
+    if isinstance(value, str) and value.lower() in choices:
+        return f"{key}: write {value.lower()!r} in lowercase; one of {', '.join(choices)}"
+    return f"{key} must be one of {', '.join(choices)} (got {_show(value)})"
+
+
+def _number_message(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (
+            f"quote the number: YAML reads an unquoted +{value} as an integer; "
+            f'write number: "+{value}"'
+        )
+    return (
+        f"not an E.164 number: {_show(value)}; write it quoted with + and the country code, "
+        'digits only, e.g. number: "+14105550101"'
+    )
+
+
+def _until_message(etype: str, loc: Path_, value: Any) -> str:
+    if etype == "value_error":
+        if loc and loc[0] == "account":
+            return "until only applies to a stop or pause: set status: stopped or paused, or remove until"
+        return (
+            "until only applies to a stop or pause: set calls: stopped or swapping: paused, "
+            "or remove until"
+        )
+    if etype == "timezone_aware":
+        return f"until needs a timezone: write e.g. until: {TIME_EXAMPLE} (Z = UTC)"
+    return f"until must be an ISO-8601 time with timezone, e.g. until: {TIME_EXAMPLE} (got {_show(value)})"
+
+
+def _allowed_keys(model: type[BaseModel], at: Path_) -> list[str]:
+    current: Any = model
+    for part in at:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", None)
+        current = args[0] if args and hasattr(args[0], "model_fields") else ann
+    return list(getattr(current, "model_fields", {}))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- building the desired state and cross-file checks -----------------------------------
+
+
+def _desired_account(model: AccountFile, loaded: LoadedYaml) -> DesiredAccount:
+    acc = model.account
+    account_id = str(acc.id)
+    numbers = tuple(
+        DesiredNumber(
+            number=n.number,
+            account_id=account_id,
+            calls=n.calls,
+            swapping=n.swapping,
+            until=_utc(n.until),
+            note=n.note,
+            protected=n.protected,
+            source=Source(loaded.path, loaded.where(("numbers", i, "number"))[0]),
+            field_lines=_field_lines(loaded, ("numbers", i)),
+        )
+        for i, n in enumerate(model.numbers)
+    )
+    return DesiredAccount(
+        id=account_id,
+        name=acc.name,
+        status=acc.status,
+        until=_utc(acc.until),
+        note=acc.note,
+        protected=acc.protected,
+        source=Source(loaded.path, loaded.where(("account", "id"))[0]),
+        numbers=numbers,
+        field_lines=_field_lines(loaded, ("account",)),
+    )
+
+
+def _field_lines(loaded: LoadedYaml, at: Path_) -> dict[str, int]:
+    return {
+        str(p[-1]): lc[0]
+        for p, lc in loaded.marks.items()
+        if len(p) == len(at) + 1 and p[: len(at)] == at and isinstance(p[-1], str)
+    }
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    from datetime import timezone
+
+    return value.astimezone(timezone.utc) if value is not None else None
+
+
+def _check_unique(
+    account: DesiredAccount,
+    accounts: dict[str, DesiredAccount],
+    number_owner: dict[str, DesiredNumber],
+    issues: list[ConfigIssue],
+) -> None:
+    first = accounts.get(account.id)
+    if first is not None:
+        issues.append(
+            ConfigIssue(
+                account.source.path,
+                account.source.line,
+                1,
+                f"account id {account.id} is also managed in {first.source}; "
+                "keep one file per account",
+            )
+        )
+    else:
+        accounts[account.id] = account
+    for num in account.numbers:
+        seen = number_owner.get(num.number)
+        if seen is not None:
+            issues.append(
+                ConfigIssue(
+                    num.source.path,
+                    num.source.line,
+                    1,
+                    f"number {num.number} is listed twice: also at {seen.source}; "
+                    "list each number once, under its account",
+                )
+            )
+        else:
+            number_owner[num.number] = num
+
+
+def _check_protected(
+    account: DesiredAccount, loaded: LoadedYaml, issues: list[ConfigIssue]
+) -> None:
+    """`protected: true` forbids stopping/pausing; an entry written stopped contradicts it."""
+    if account.protected and account.status != "active":
+        issues.append(
+            ConfigIssue(
+                loaded.path,
+                account.field_lines.get("status", account.source.line),
+                1,
+                f"account {account.id} is protected: true but written as "
+                f"status: {account.status}; remove protected or write status: active",
+            )
+        )
+    for num in account.numbers:
+        if num.protected and (num.calls == "stopped" or num.swapping == "paused"):
+            what = "calls: stopped" if num.calls == "stopped" else "swapping: paused"
+            issues.append(
+                ConfigIssue(
+                    num.source.path,
+                    num.field_lines.get("protected", num.source.line),
+                    1,
+                    f"number {num.number} is protected: true but written as {what}; "
+                    "remove protected or allow it",
+                )
+            )

@@ -1,0 +1,60 @@
+"""JSON Schemas generated from the models, checked in under `schemas/`.
+
+Editors validate config files as you type through the `# yaml-language-server: $schema=`
+line; a test fails when the checked-in files differ from what the models generate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+
+def _account() -> dict[str, Any]:
+    from reconciler.models import AccountFile
+
+    return AccountFile.model_json_schema()
+
+
+def _settings() -> dict[str, Any]:
+    from reconciler.models import Settings
+
+    return Settings.model_json_schema()
+
+
+GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
+    "account.schema.json": _account,
+    "settings.schema.json": _settings,
+}
+
+
+def render_schemas() -> dict[str, str]:
+    """File name -> JSON text, deterministic (sorted keys, trailing newline)."""
+    return {
+        name: json.dumps(gen(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        for name, gen in sorted(GENERATORS.items())
+    }
+
+
+def write_schemas(out_dir: str, check: bool = False) -> list[str]:
+    """Write the schemas; return the names that changed (with check=True, write nothing)."""
+    changed = []
+    for name, text in render_schemas().items():
+        path = os.path.join(out_dir, name)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                current = fh.read()
+        except OSError:
+            current = None
+        if current != text:
+            changed.append(name)
+            if not check:
+                os.makedirs(out_dir, exist_ok=True)
+                tmp = path + ".tmp"
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, path)
+    return changed
+
