@@ -158,7 +158,6 @@ class ProviderSettings(StrictModel):
         30, strict=False, description="Per-request timeout."
     )
 
-
     @field_validator("base_url", mode="after")
     @classmethod
     def _https_or_loopback(cls, v: str) -> str:

@@ -104,14 +104,19 @@ def read_text(path: str) -> tuple[str, bytes]:
 def load_yaml(path: str) -> LoadedYaml:
     """Parse one YAML file into (data, marks). Raises YamlError with a located message."""
     text, raw = read_text(path)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        raise YamlError(_reader_issue(path, text, exc)) from None
     try:
         node = loader.get_single_node()
     except yaml.composer.ComposerError as exc:
         raise YamlError(_mark_issue(path, exc, _composer_hint(exc))) from None
     except yaml.MarkedYAMLError as exc:
         raise YamlError(_mark_issue(path, exc, None)) from None
-    except yaml.YAMLError as exc:  # reader errors (control characters) and the like
+    except yaml.reader.ReaderError as exc:
+        raise YamlError(_reader_issue(path, text, exc)) from None
+    except yaml.YAMLError as exc:
         raise YamlError(ConfigIssue(path, 0, 0, f"not valid YAML: {exc}")) from None
     finally:
         loader.dispose()
@@ -123,8 +128,19 @@ def load_yaml(path: str) -> LoadedYaml:
     return result
 
 
+def _reader_issue(path: str, text: str, exc: yaml.YAMLError) -> ConfigIssue:
+    pos = getattr(exc, "position", 0) or 0
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    char = getattr(exc, "character", "")
+    code = f"U+{ord(char):04X}" if isinstance(char, str) and len(char) == 1 else repr(char)
+    return ConfigIssue(
+        path, line, col, f"control character {code} is not allowed in YAML; remove it"
+    )
+
+
 def _composer_hint(exc: yaml.MarkedYAMLError) -> str | None:
-    if "expected a single document" in str(exc.problem or ""):
+    if "single document" in f"{exc.context} {exc.problem}":
         return "one YAML document per file: remove the `---` separator and what follows"
     return None
 
