@@ -57,4 +57,3 @@ def write_schemas(out_dir: str, check: bool = False) -> list[str]:
                     fh.write(text)
                 os.replace(tmp, path)
     return changed
-
