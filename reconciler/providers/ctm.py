@@ -1,0 +1,619 @@
+"""The `ctm` provider: an HTTP client for the provider's REST API (SPEC §7 wire API).
+
+Design, in the order a request meets it:
+
+- **One pooled session.** A single :class:`requests.Session` whose ``HTTPAdapter`` keeps up
+  to ``concurrency`` keep-alive connections, shared by every worker thread. Redirects are
+  never followed (a 3xx is an error naming only the target's origin), so credentials can
+  never be carried to another host. TLS verification is always on: ``verify`` is never
+  False (a ``REQUESTS_CA_BUNDLE`` in the environment may name a different CA bundle, it
+  cannot turn verification off). ``http://`` is refused unless the host is loopback
+  (127.0.0.0/8, ::1, ``localhost``), which is how the sandbox server is tested.
+- **Client-side rate limit.** Every attempt, first tries and retries alike, takes a token
+  from one :class:`TokenBucket` at ``requests_per_second`` shared by all threads. The
+  bucket is small (``burst = max(1, rps // 10)``, i.e. 100 ms worth): the sustained rate
+  is the rate whatever the burst, while a deep client burst on top of arrival jitter is
+  what empties a server's bucket of the same rate and starts a 429 storm. A ``Retry-After``
+  seen by one thread pauses the whole bucket, so the other threads stop too.
+- **Retries** are urllib3's :class:`~urllib3.util.Retry` on the adapter: 429/500/502/503/
+  504, connection errors and dropped responses, for GET *and* POST (every write is an
+  idempotent "set", so repeating it is harmless), exponential backoff (``backoff_factor``
+  0.5 s, doubling, at most 10 s per wait) plus up to 0.5 s of jitter, ``Retry-After``
+  honoured. Budget per request: at most 6 retries (2 of them for refused connections, so
+  a server that is down is reported within about a second), and no retry that would start
+  more than 120 s after the request began. A ``Retry-After`` above 60 s is not waited out:
+  the request fails at once with the server's figure, since a client sleeping for minutes
+  inside a CI job looks hung. ``raise_on_status`` is off, so the last response of a spent
+  budget becomes a clear :class:`~reconciler.errors.ProviderTransientError`.
+- **Minimal reads.** One account: ``GET /accounts/{id}``. Several: ``GET /accounts`` page 1
+  (150 per page) and then whichever is cheaper for the ids it did not contain: the remaining
+  list pages or one GET per remaining id (so the cost is at most one more request than the
+  cheaper of the two). Numbers: ``GET /accounts/{id}/numbers`` page 1 for every account,
+  then all remaining pages, each stage concurrently (``concurrency`` threads). Never one
+  request per number.
+- **Writes** build their request with :mod:`reconciler.providers.wire` (the one place the
+  write mapping lives) and POST it. Honesty note: the stop/allow/pause writes are not in the
+  provider's public documentation; the mapping follows SPEC §7's wire API, so every write is
+  checked against the object its response returns ("write not applied" otherwise) and an
+  apply verifies the whole result with one bulk re-read.
+- **Errors** become one line, ``ctm: GET /accounts/1001/numbers: 401 Unauthorized: check
+  CTM_ACCESS_KEY and CTM_SECRET_KEY``, raised as :class:`~reconciler.errors.ProviderError`
+  subclasses. Credentials live only in the ``Authorization`` header (never in URLs), and
+  every message and log line passes through :meth:`CtmProvider._redact`.
+
+Logger ``reconciler.providers.ctm``: ``request: method=GET path=/accounts page=2 status=200
+ms=21 attempts=1`` at DEBUG for every request, ``retry: ...`` at INFO for every retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    InvalidHeader,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    ResponseError,
+)
+from urllib3.util import Retry
+
+from reconciler.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderTransientError,
+)
+from reconciler.models import LiveAccount, LiveNumber, LiveState, ProviderSettings, is_loopback
+from reconciler.providers import wire
+from reconciler.providers.base import NumberField, Provider
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+PER_PAGE = wire.MAX_PER_PAGE
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+ACCOUNT_STATUSES = ("active", "paused", "stopped")
+NUMBER_VALUES = {"calls": ("allowed", "stopped"), "swapping": ("active", "paused")}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one request tries. Defaults are for the real API; tests shrink the waits."""
+
+    retries: int = 6  # retries after the first attempt, all causes together
+    connect_retries: int = 2  # of which for refused/failed connections
+    backoff_factor: float = 0.5  # waits 0, 1, 2, 4, 8, 10 s ... (first retry is immediate)
+    backoff_max: float = 10.0
+    backoff_jitter: float = 0.5  # plus uniform(0, jitter) seconds
+    retry_after_max: float = 60.0  # a longer Retry-After fails the request at once
+    budget_seconds: float = 120.0  # no retry starts later than this after the request began
+
+
+class TokenBucket:
+    """Thread-safe token bucket (in GCRA form): `rate` requests per second, `burst` at once.
+
+    Each caller reserves the next slot under the lock and sleeps outside it, so waiting
+    threads are served in order and the long-run rate never exceeds `rate`.
+    """
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        self._interval = 1.0 / rate
+        self._tolerance = (max(1, burst) - 1) * self._interval
+        self._tat = 0.0  # theoretical arrival time of the next request
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for a token; return the seconds waited."""
+        with self._lock:
+            now = time.monotonic()
+            tat = max(self._tat, now)
+            wait = tat - self._tolerance - now
+            self._tat = tat + self._interval
+        if wait > 0:
+            time.sleep(wait)
+            return wait
+        return 0.0
+
+    def defer(self, seconds: float) -> None:
+        """Hand out no token for `seconds` (a server's Retry-After), to any thread."""
+        with self._lock:
+            self._tat = max(self._tat, time.monotonic() + seconds + self._tolerance)
+
+
+class _RetryGate:
+    """Shared by all retries of all requests: paces, bounds, counts and logs them."""
+
+    def __init__(self, policy: RetryPolicy, bucket: TokenBucket) -> None:
+        self.policy = policy
+        self.bucket = bucket
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.retries = 0
+
+    def begin(self) -> None:
+        self.local.started = time.monotonic()
+        self.local.attempts = 1
+        self.local.gave_up = ""
+
+    @property
+    def attempts(self) -> int:
+        return getattr(self.local, "attempts", 1)
+
+    @property
+    def gave_up(self) -> str:
+        return getattr(self.local, "gave_up", "")
+
+    def refuse(self, wait: float, retry_after: float | None) -> str:
+        """Why not to retry after waiting `wait` s ("" = go ahead)."""
+        if retry_after is not None and retry_after > self.policy.retry_after_max:
+            return (
+                f"server asks to retry after {retry_after:.0f} s, "
+                f"more than the {self.policy.retry_after_max:.0f} s this client waits"
+            )
+        started = getattr(self.local, "started", time.monotonic())
+        if time.monotonic() + wait - started > self.policy.budget_seconds:
+            return f"retry budget of {self.policy.budget_seconds:.0f} s spent"
+        return ""
+
+    def after_wait(self) -> None:
+        self.bucket.acquire()
+        self.local.attempts = self.attempts + 1
+        with self.lock:
+            self.retries += 1
+
+
+class _GatedRetry(Retry):
+    """urllib3 Retry that also asks a :class:`_RetryGate` (time budget, rate limit, counts)."""
+
+    gate: _RetryGate | None = None
+
+    def new(self, **kw: Any) -> _GatedRetry:
+        fresh = super().new(**kw)
+        fresh.gate = self.gate
+        return fresh
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        try:
+            return super().parse_retry_after(retry_after)
+        except InvalidHeader:
+            return 0.0  # unparseable: fall back to exponential backoff
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> _GatedRetry:
+        fresh = super().increment(method, url, response, error, _pool, _stacktrace)
+        if self.gate is None:
+            return fresh
+        retry_after = fresh.get_retry_after(response) if response is not None else None
+        wait = retry_after or fresh.get_backoff_time()
+        why = self.gate.refuse(wait, retry_after)
+        if why:
+            self.gate.local.gave_up = why
+            raise MaxRetryError(_pool, url, error or ResponseError(why))  # type: ignore[arg-type]
+        cause = f"status={response.status}" if response is not None else _cause(error)
+        log.info("retry: method=%s %s wait=%.2f", method, cause, wait)
+        if retry_after:
+            self.gate.bucket.defer(retry_after)
+        return fresh
+
+    def sleep(self, response: Any = None) -> None:
+        super().sleep(response)
+        if self.gate is not None:
+            self.gate.after_wait()
+
+
+def _cause(error: Exception | None) -> str:
+    if isinstance(error, ProtocolError):
+        return "error=connection_dropped"
+    if isinstance(error, ReadTimeoutError):
+        return "error=read_timeout"
+    if isinstance(error, NewConnectionError):
+        return "error=connect_failed"
+    return f"error={type(error).__name__}"
+
+
+def check_base_url(url: str) -> str:
+    """The base URL without a trailing slash; https, or http on a loopback host only."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ProviderError(
+            "ctm: base_url must not contain credentials; the keys come from the environment "
+            "variables named by access_key_env and secret_key_env"
+        )
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ProviderError(f"ctm: base_url {url[:80]!r} is not an https:// URL")
+    if parts.query or parts.fragment:
+        raise ProviderError(f"ctm: base_url {url[:80]!r} must not have a query or fragment")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ProviderError(
+            f"ctm: refusing plain http:// to {parts.hostname}: the keys would cross the "
+            "network unencrypted; use https:// (http:// is allowed for loopback hosts only)"
+        )
+    return url.rstrip("/")
+
+
+def _seg(value: str) -> str:
+    """An id as one URL path segment ("../x" cannot escape its place)."""
+    return quote(str(value), safe="")
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _run_all(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """fn over items concurrently, results in order; the first failure cancels the rest."""
+    futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+
+
+class CtmProvider(Provider):
+    """Reads and writes accounts and numbers over the provider's REST API (see module doc)."""
+
+    kind = "ctm"
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        environ: Mapping[str, str] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        burst: int | None = None,
+    ) -> None:
+        self._base = check_base_url(settings.base_url)
+        self._path_prefix = urlsplit(self._base).path
+        self._key_vars = (settings.access_key_env, settings.secret_key_env)
+        access, secret = self._credentials(settings, {} if environ is None else environ)
+        token = base64.b64encode(f"{access}:{secret}".encode()).decode("ascii")
+        self._secrets = [s for s in (secret, token, f"{access}:{secret}") if len(s) >= 4]
+        self.concurrency = settings.concurrency
+        self.timeout = settings.timeout_seconds
+        rps = settings.requests_per_second
+        self.burst = burst if burst is not None else max(1, int(rps // 10))
+        self.retry_policy = retry or RetryPolicy()
+        self._gate = _RetryGate(self.retry_policy, TokenBucket(rps, self.burst))
+        self._session = self._make_session(access, secret)
+        self._lock = threading.Lock()
+        self.requests_made = 0  # first attempts; retries are in `retries_made`
+
+    @property
+    def target(self) -> str:
+        return self._base
+
+    @property
+    def retries_made(self) -> int:
+        return self._gate.retries
+
+    def close(self) -> None:
+        self._session.close()
+
+    # --- setup --------------------------------------------------------------------------
+
+    def _credentials(
+        self, settings: ProviderSettings, environ: Mapping[str, str]
+    ) -> tuple[str, str]:
+        values = []
+        pairs = (("access key", settings.access_key_env), ("secret key", settings.secret_key_env))
+        for what, var in pairs:
+            value = environ.get(var, "")
+            if not value:
+                raise ProviderAuthError(
+                    f"ctm: environment variable {var} is not set (it must hold the {what})"
+                )
+            values.append(value)
+        return values[0], values[1]
+
+    def _make_session(self, access: str, secret: str) -> requests.Session:
+        p = self.retry_policy
+        retry = _GatedRetry(
+            total=p.retries,
+            connect=p.connect_retries,
+            redirect=0,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"POST"},
+            backoff_factor=p.backoff_factor,
+            backoff_max=p.backoff_max,
+            backoff_jitter=p.backoff_jitter,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+        )
+        retry.gate = self._gate
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=self.concurrency, pool_block=True, max_retries=retry
+        )
+        session = requests.Session()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.auth = (access, secret)
+        session.verify = True
+        session.headers.update({"Accept": "application/json", "User-Agent": "reconciler"})
+        if is_loopback(urlsplit(self._base).hostname or ""):
+            session.trust_env = False  # never send loopback traffic through an env proxy
+        return session
+
+    # --- reads --------------------------------------------------------------------------
+
+    def read(self, account_ids: Sequence[str]) -> LiveState:
+        wanted = list(dict.fromkeys(str(a) for a in account_ids))
+        if not wanted:
+            return LiveState(accounts={})
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="ctm") as pool:
+            found = self._find_accounts(wanted, pool)
+            gone = self._attach_numbers(list(found.values()), pool)
+        accounts = {a: found[a] for a in wanted if a in found and a not in gone}
+        return LiveState(accounts=accounts, missing=[a for a in wanted if a not in accounts])
+
+    def _find_accounts(self, wanted: list[str], pool: ThreadPoolExecutor) -> dict:
+        """The wanted accounts the provider knows, by id, in the fewest requests."""
+        if len(wanted) == 1:
+            return self._get_accounts(wanted, pool)
+        first = self._get("/accounts", page=1)
+        listed = self._accounts_on(first, "/accounts")
+        rest = [a for a in wanted if a not in listed]
+        more_pages = list(range(2, self._total_pages(first, "/accounts") + 1))
+        if rest and more_pages:
+            if len(rest) < len(more_pages):
+                listed.update(self._get_accounts(rest, pool))
+            else:
+                for page in _run_all(pool, lambda n: self._get("/accounts", page=n), more_pages):
+                    listed.update(self._accounts_on(page, "/accounts"))
+        convert = wire.account_from_wire
+        return {a: self._convert("/accounts", convert, listed[a]) for a in wanted if a in listed}
+
+    def _get_accounts(self, ids: list[str], pool: ThreadPoolExecutor) -> dict:
+        """GET /accounts/{id} for each id; unknown ids are left out. Values are wire dicts."""
+
+        def one(account_id: str) -> Any:
+            try:
+                return self._get(f"/accounts/{_seg(account_id)}")
+            except ProviderNotFound:
+                return None
+
+        found = zip(ids, _run_all(pool, one, ids), strict=True)
+        return {a: data for a, data in found if data is not None}
+
+    def _accounts_on(self, page: Any, path: str) -> dict[str, Any]:
+        items = self._items(page, "accounts", path)
+        try:
+            return {str(item["id"]): item for item in items}
+        except (KeyError, TypeError):
+            raise ProviderError(
+                f"ctm: GET {path}: malformed response: account without id"
+            ) from None
+
+    def _attach_numbers(self, accounts: list[LiveAccount], pool: ThreadPoolExecutor) -> set:
+        """Fill in every account's numbers; return the ids whose numbers 404 (gone)."""
+
+        def page_of(job: tuple[LiveAccount, int]) -> Any:
+            try:
+                return self._get(f"/accounts/{_seg(job[0].id)}/numbers", page=job[1])
+            except ProviderNotFound:
+                return None
+
+        first_jobs = [(acc, 1) for acc in accounts]
+        firsts = _run_all(pool, page_of, first_jobs)
+        gone = {acc.id for acc, page in zip(accounts, firsts, strict=True) if page is None}
+        more_jobs = [
+            (acc, n)
+            for acc, page in zip(accounts, firsts, strict=True)
+            if page is not None
+            for n in range(2, self._total_pages(page, f"/accounts/{acc.id}/numbers") + 1)
+        ]
+        pages = zip(
+            first_jobs + more_jobs, firsts + _run_all(pool, page_of, more_jobs), strict=True
+        )
+        seen: set[tuple[str, str]] = set()
+        for (acc, _n), page in pages:
+            if page is None:
+                gone.add(acc.id)
+                continue
+            path = f"/accounts/{acc.id}/numbers"
+            for item in self._items(page, "numbers", path):
+                number = self._convert(path, wire.number_from_wire, item, acc.id)
+                if (acc.id, number.id) not in seen:  # a page boundary shifted: count once
+                    seen.add((acc.id, number.id))
+                    acc.numbers.append(number)
+        return gone
+
+    def _items(self, page: Any, key: str, path: str) -> list:
+        items = page.get(key) if isinstance(page, dict) else None
+        if not isinstance(items, list):
+            raise ProviderError(f"ctm: GET {path}: malformed response: no {key!r} list")
+        return items
+
+    def _total_pages(self, page: Any, path: str) -> int:
+        if not isinstance(page, dict):
+            raise ProviderError(f"ctm: GET {path}: malformed response: not an object")
+        total = page.get("total_pages")
+        if total is None and page.get("next_page") is None:
+            return 1
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            raise ProviderError(f"ctm: GET {path}: malformed response: bad total_pages")
+        return total
+
+    # --- writes -------------------------------------------------------------------------
+
+    def set_account_status(self, account_id: str, status: str) -> LiveAccount:
+        if status not in ACCOUNT_STATUSES:
+            raise ValueError(f"unknown account status {status!r}")
+        path, body = wire.account_status_write(_seg(account_id), status)
+        data = self._written(path, self._request("POST", path, body=body), "account")
+        account = self._convert(path, wire.account_from_wire, data, method="POST")
+        if account.id != str(account_id) or account.status != status:
+            raise ProviderError(
+                f"ctm: POST {path}: write not applied: the response shows account "
+                f"{account.id} with status {account.status}, expected {status}"
+            )
+        return account
+
+    def set_number(
+        self, account_id: str, number_id: str, field: NumberField, value: str
+    ) -> LiveNumber:
+        if value not in NUMBER_VALUES.get(field, ()):
+            raise ValueError(f"cannot set number {field!r} to {value!r}")
+        path, body = wire.number_write(_seg(account_id), _seg(number_id), field, value)
+        data = self._written(path, self._request("POST", path, body=body), "number")
+        number = self._convert(path, wire.number_from_wire, data, str(account_id), method="POST")
+        now = getattr(number, field)
+        if number.id != str(number_id) or now != value:
+            raise ProviderError(
+                f"ctm: POST {path}: write not applied: the response shows number "
+                f"{number.id} with {field} {now}, expected {value}"
+            )
+        return number
+
+    def _written(self, path: str, data: Any, key: str) -> Any:
+        """The object of a write's `{"status": "success", key: {...}}` response."""
+        if not isinstance(data, dict) or data.get("status") != "success" or key not in data:
+            shape = sorted(data)[:5] if isinstance(data, dict) else type(data).__name__
+            raise ProviderError(
+                f"ctm: POST {path}: write not applied: expected "
+                f'{{"status": "success", "{key}": ...}}, got {self._redact(str(shape))}'
+            )
+        return data[key]
+
+    def _convert(self, path: str, fn: Callable[..., T], *args: Any, method: str = "GET") -> T:
+        try:
+            return fn(*args)
+        except ProviderError as exc:
+            raise ProviderError(f"ctm: {method} {path}: {self._redact(str(exc))}") from None
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    def _get(self, path: str, page: int | None = None) -> Any:
+        params = None if page is None else {"page": page, "per_page": PER_PAGE}
+        return self._request("GET", path, params=params)
+
+    def _request(
+        self, method: str, path: str, *, params: dict | None = None, body: dict | None = None
+    ) -> Any:
+        """One API call (with its retries); the decoded JSON body of a 2xx answer."""
+        self._gate.bucket.acquire()
+        self._gate.begin()
+        with self._lock:
+            self.requests_made += 1
+        t0 = time.monotonic()
+        try:
+            resp = self._session.request(
+                method,
+                self._base + path,
+                params=params,
+                json=body,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            err = self._network_error(method, path, exc)
+            log.debug("request: method=%s path=%s failed: %s", method, path, err)
+            raise err from None
+        with resp:
+            page = (params or {}).get("page", "-")
+            ms = (time.monotonic() - t0) * 1000
+            log.debug(
+                "request: method=%s path=%s page=%s status=%d ms=%d attempts=%d",
+                *(method, path, page, resp.status_code, ms, self._gate.attempts),
+            )
+            if not 200 <= resp.status_code < 300:
+                raise self._http_error(method, path, resp)
+            try:
+                return resp.json()
+            except ValueError:
+                kind = resp.headers.get("Content-Type", "no content type")
+                raise ProviderError(
+                    f"ctm: {method} {path}: malformed response: not JSON ({_one_line(kind, 60)})"
+                ) from None
+
+    def _http_error(self, method: str, path: str, resp: requests.Response) -> ProviderError:
+        code = resp.status_code
+        head = f"ctm: {method} {path}: {code} {_one_line(resp.reason or '', 60)}".rstrip()
+        reason = self._server_reason(resp)
+        access_var, secret_var = self._key_vars
+        if 300 <= code < 400:
+            where = urlsplit(resp.headers.get("Location", ""))
+            to = f"{where.scheme}://{where.hostname}" if where.hostname else "another path"
+            return ProviderError(f"{head}: redirect to {to} not followed; check base_url")
+        if code == 401:
+            return ProviderAuthError(f"{head}: check {access_var} and {secret_var}")
+        if code == 403:
+            return ProviderAuthError(
+                f"{head}: {reason or 'access denied'}: the key in {access_var} may not do this"
+            )
+        if code == 404:
+            return ProviderNotFound(f"{head}: {reason or 'not found'}")
+        if code in RETRY_STATUSES:
+            why = self._gate.gave_up or "retries exhausted"
+            tail = f": {reason}" if reason else ""
+            return ProviderTransientError(
+                f"{head}{tail}: gave up after {self._gate.attempts} attempts ({why})"
+            )
+        return ProviderError(f"{head}: {reason or 'request refused'}")
+
+    def _server_reason(self, resp: requests.Response) -> str:
+        try:
+            data = resp.json()
+        except ValueError:
+            return ""
+        reason = data.get("reason") if isinstance(data, dict) else None
+        return self._redact(_one_line(reason)) if isinstance(reason, str) else ""
+
+    def _network_error(self, method: str, path: str, exc: Exception) -> ProviderError:
+        cause: BaseException = exc
+        if exc.args and isinstance(exc.args[0], MaxRetryError):
+            cause = exc.args[0].reason or exc
+        origin = self._base[: len(self._base) - len(self._path_prefix)]
+        tries = f"after {self._gate.attempts} attempts"
+        if self._gate.gave_up:
+            tries += f"; {self._gate.gave_up}"
+        if isinstance(exc, requests.exceptions.SSLError):
+            found = re.search(r"\[SSL: [A-Z_]+\] ([^(')]+)", str(exc))
+            detail = found.group(1).strip() if found else "handshake failed"
+            return ProviderError(f"ctm: {method} {path}: TLS error with {origin}: {detail}")
+        if isinstance(cause, NameResolutionError):
+            text = f"cannot resolve host {urlsplit(self._base).hostname} (DNS lookup failed)"
+        elif isinstance(cause, NewConnectionError):
+            refused = "refused" in str(cause).lower()
+            text = f"cannot connect to {origin}" + (" (connection refused)" if refused else "")
+        elif isinstance(cause, ConnectTimeoutError):
+            text = f"connecting to {origin} timed out after {self.timeout:g} s"
+        elif isinstance(cause, ReadTimeoutError) or isinstance(exc, requests.ReadTimeout):
+            text = f"no response within {self.timeout:g} s (timeout_seconds)"
+        elif isinstance(cause, ProtocolError) or isinstance(exc, requests.ConnectionError):
+            text = "the connection was closed without a response"
+        else:
+            text = f"request failed ({type(cause).__name__})"
+        return ProviderTransientError(f"ctm: {method} {path}: {text} ({tries})")
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return re.sub(r"(?i)(basic\s+)[A-Za-z0-9+/=]{6,}", r"\1***", text)
