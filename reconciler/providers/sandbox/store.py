@@ -1,0 +1,510 @@
+"""SQLite store behind the embedded sandbox provider and its HTTP server.
+
+One database file holds the sandbox's live state: `accounts`, `numbers`, an `audit` log of
+every write that changed something, and `meta` (schema_version). The database runs in WAL
+mode so readers never block the single writer; every write is one `BEGIN IMMEDIATE`
+transaction that reads the current value, changes it only if it differs, and records one
+audit row per changed field. A write that sets the value already in place changes nothing
+and writes no audit row, so a retried write leaves exactly one row.
+
+Connections come from a small pool: each thread takes one for the duration of a call and
+hands it back, so a threaded server uses one connection per busy thread without leaking a
+connection per short-lived thread.
+
+Rows are plain tuples in `ACCOUNT_COLUMNS` / `NUMBER_COLUMNS` order; `account_to_wire` and
+`number_to_wire` turn them into the SPEC §7 wire shapes (money as "3.00", times ISO-8601 Z).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from reconciler.errors import ProviderError, ProviderNotFound
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 10.0
+MAX_IDLE_CONNECTIONS = 32
+ACCOUNT_STATUSES = ("active", "paused", "stopped")
+VIA = ("direct", "http")
+
+ACCOUNT_COLUMNS = ("id", "id_is_int", "name", "status", "monthly_fee", "updated")
+NUMBER_COLUMNS = (
+    "id",
+    "account_id",
+    "number",
+    "formatted",
+    "name",
+    "active",
+    "paused",
+    "source_name",
+    "source_online",
+    "renewal_costs",
+    "calls",
+    "active_changed",
+    "updated",
+)
+Row = tuple[Any, ...]
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE accounts (
+    seq INTEGER PRIMARY KEY,            -- listing order = fleet order
+    id TEXT NOT NULL UNIQUE,
+    id_is_int INTEGER NOT NULL CHECK (id_is_int IN (0, 1)),  -- wire shows 1001, not "1001"
+    name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'paused', 'stopped')),
+    monthly_fee TEXT,                   -- decimal string, "49.00"
+    updated TEXT
+);
+CREATE TABLE numbers (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    number TEXT NOT NULL UNIQUE,
+    formatted TEXT NOT NULL,
+    name TEXT NOT NULL,
+    active INTEGER NOT NULL CHECK (active IN (0, 1)),
+    paused INTEGER NOT NULL CHECK (paused IN (0, 1)),
+    source_name TEXT NOT NULL,
+    source_online INTEGER NOT NULL CHECK (source_online IN (0, 1)),
+    renewal_costs TEXT,
+    calls INTEGER NOT NULL,
+    active_changed TEXT,
+    updated TEXT
+);
+CREATE INDEX numbers_by_account ON numbers (account_id, seq);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    field TEXT NOT NULL,
+    from_value TEXT,
+    to_value TEXT,
+    via TEXT NOT NULL CHECK (via IN ('direct', 'http'))
+);
+"""
+
+_ACCOUNT_SELECT = f"SELECT {', '.join(ACCOUNT_COLUMNS)} FROM accounts"
+_NUMBER_SELECT = f"SELECT {', '.join(NUMBER_COLUMNS)} FROM numbers"
+
+
+class SandboxDbError(ProviderError):
+    """The database file is missing, not SQLite, or not a sandbox database."""
+
+
+class NotFound(ProviderNotFound):
+    """No such account, or no such number in that account."""
+
+
+class Conflict(ProviderError):
+    """The write is not possible in the current state (e.g. pausing an offline number)."""
+
+
+class BadValue(ProviderError):
+    """A write value outside its enum or of the wrong type."""
+
+
+def utc_now() -> str:
+    """Now as ISO-8601 UTC with Z, to the second (the wire's time format)."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# --- wire shapes ------------------------------------------------------------------------
+
+
+def account_to_wire(row: Row) -> dict[str, Any]:
+    """accounts row -> SPEC §7 Account."""
+    return {
+        "id": int(row[0]) if row[1] else row[0],
+        "name": row[2],
+        "status": row[3],
+        "monthly_fee": row[4],
+        "updated": row[5],
+    }
+
+
+def number_to_wire(row: Row) -> dict[str, Any]:
+    """numbers row -> SPEC §7 Number."""
+    return {
+        "id": row[0],
+        "account_id": row[1],
+        "number": row[2],
+        "formatted": row[3],
+        "name": row[4],
+        "active": bool(row[5]),
+        "paused": bool(row[6]),
+        "source": {"name": row[7], "online": bool(row[8])},
+        "stats": {"renewal_costs": row[9], "calls": row[10]},
+        "active_changed": row[11],
+        "updated": row[12],
+    }
+
+
+# --- creating a database ----------------------------------------------------------------
+
+
+def create_database(path: Path | str, accounts: Iterable[Row], numbers: Iterable[Row]) -> None:
+    """Create or replace the database at `path` with these rows, atomically.
+
+    The new database is built in a temporary file next to `path` and moved over it with
+    os.replace, so readers see either the old database or the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _fill(tmp, accounts, numbers)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        # A leftover WAL of the old file would be replayed onto the new one: drop it first.
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        os.replace(tmp, path)
+    except BaseException:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        raise
+
+
+def _fill(tmp: Path, accounts: Iterable[Row], numbers: Iterable[Row]) -> None:
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        # No journal while building: the file is private until os.replace publishes it.
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.executescript(_SCHEMA)
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [("schema_version", str(SCHEMA_VERSION)), ("created", utc_now())],
+        )
+        conn.executemany(
+            f"INSERT INTO accounts ({', '.join(ACCOUNT_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(ACCOUNT_COLUMNS))})",
+            accounts,
+        )
+        conn.executemany(
+            f"INSERT INTO numbers ({', '.join(NUMBER_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(NUMBER_COLUMNS))})",
+            numbers,
+        )
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file header
+    except sqlite3.IntegrityError as exc:
+        raise SandboxDbError(f"cannot build the sandbox database: {exc}") from None
+    finally:
+        conn.close()
+
+
+# --- the store --------------------------------------------------------------------------
+
+
+class SandboxStore:
+    """Reads and writes one sandbox database; safe to share between threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+        self._trace: Callable[[str], None] | None = None
+        if not self.path.is_file():
+            raise SandboxDbError(
+                f"{self.path}: no such sandbox database; create it with "
+                f"`reconciler sandbox init --db {self.path} --from FLEET.yaml` "
+                f"or `reconciler sandbox generate --db {self.path} ...`"
+            )
+        self._check_schema()
+
+    # connections ---------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # mode=rw: never create an empty file if the database vanished meanwhile.
+        uri = f"file:{quote(str(self.path.absolute()))}?mode=rw"
+        try:
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,  # pooled: used by one thread at a time
+            )
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise SandboxDbError(f"{self.path}: not a usable sandbox database ({exc})") from None
+        conn.set_trace_callback(self._trace)
+        return conn
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._closed:
+                raise SandboxDbError(f"{self.path}: the sandbox store is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                keep = not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        with self._conn() as conn:
+            conn.execute(begin)
+            try:
+                yield conn
+            except BaseException:
+                # The original error is the one worth reporting.
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self) -> Any:
+        """A read transaction: one consistent snapshot for several SELECTs."""
+        return self._transaction("BEGIN")
+
+    def _write(self) -> Any:
+        """A write transaction that holds the write lock from its first statement."""
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def set_trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call `callback(sql)` for every statement run from now on (tests count queries)."""
+        with self._lock:
+            self._trace = callback
+            for conn in self._idle:
+                conn.set_trace_callback(callback)
+
+    def close(self) -> None:
+        """Close idle connections; busy ones close when their call returns."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __enter__(self) -> SandboxStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_schema(self) -> None:
+        try:
+            with self._conn() as conn:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise SandboxDbError(f"{self.path}: not a sandbox database ({exc})") from None
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            found = "none" if row is None else row[0]
+            raise SandboxDbError(
+                f"{self.path}: sandbox schema version {found}, expected {SCHEMA_VERSION}; "
+                "recreate it with `reconciler sandbox init`"
+            )
+
+    # reads ---------------------------------------------------------------------------
+
+    def counts(self) -> tuple[int, int]:
+        """(accounts, numbers) in the database."""
+        with self._read() as c:
+            accounts = c.execute("SELECT count(*) FROM accounts").fetchone()[0]
+            numbers = c.execute("SELECT count(*) FROM numbers").fetchone()[0]
+        return accounts, numbers
+
+    def list_accounts(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of accounts (1-based page) and the total count."""
+        with self._read() as c:
+            total = c.execute("SELECT count(*) FROM accounts").fetchone()[0]
+            offset = (page - 1) * per_page
+            rows = []
+            if offset < total:  # also keeps absurd page numbers away from SQLite's int64
+                rows = c.execute(
+                    f"{_ACCOUNT_SELECT} ORDER BY seq LIMIT ? OFFSET ?", (per_page, offset)
+                ).fetchall()
+        return [account_to_wire(r) for r in rows], total
+
+    def get_account(self, account_id: str) -> dict[str, Any]:
+        with self._read() as c:
+            return account_to_wire(self._account_row(c, account_id))
+
+    def list_numbers(
+        self, account_id: str, page: int, per_page: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of an account's numbers and the account's total number count."""
+        with self._read() as c:
+            self._account_row(c, account_id)
+            total = c.execute(
+                "SELECT count(*) FROM numbers WHERE account_id = ?", (account_id,)
+            ).fetchone()[0]
+            offset = (page - 1) * per_page
+            rows = []
+            if offset < total:
+                rows = c.execute(
+                    f"{_NUMBER_SELECT} WHERE account_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+                    (account_id, per_page, offset),
+                ).fetchall()
+        return [number_to_wire(r) for r in rows], total
+
+    def get_number(self, account_id: str, number_id: str) -> dict[str, Any]:
+        with self._read() as c:
+            return number_to_wire(self._number_row(c, account_id, number_id))
+
+    def bulk_rows(self, account_ids: Sequence[str]) -> tuple[list[Row], list[Row]]:
+        """Account and number rows of these accounts: two queries, one snapshot."""
+        ids = _json_list(account_ids)
+        with self._read() as c:
+            accounts = c.execute(
+                f"{_ACCOUNT_SELECT} WHERE id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+                (ids,),
+            ).fetchall()
+            numbers = c.execute(
+                f"{_NUMBER_SELECT} WHERE account_id IN (SELECT value FROM json_each(?)) "
+                "ORDER BY account_id, seq",  # index order: no sort step
+                (ids,),
+            ).fetchall()
+        return accounts, numbers
+
+    def all_rows(self) -> tuple[list[Row], list[Row]]:
+        """Every account and number row, in listing order (for `sandbox show`)."""
+        with self._read() as c:
+            accounts = c.execute(f"{_ACCOUNT_SELECT} ORDER BY seq").fetchall()
+            numbers = c.execute(f"{_NUMBER_SELECT} ORDER BY seq").fetchall()
+        return accounts, numbers
+
+    def audit(self, resource: str | None = None) -> list[dict[str, Any]]:
+        """Audit rows, oldest first; only those of `resource` when given."""
+        sql = "SELECT time, resource, field, from_value, to_value, via FROM audit"
+        args: tuple[str, ...] = ()
+        if resource is not None:
+            sql, args = sql + " WHERE resource = ?", (resource,)
+        with self._read() as c:
+            rows = c.execute(sql + " ORDER BY seq", args).fetchall()
+        keys = ("time", "resource", "field", "from", "to", "via")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def _account_row(self, c: sqlite3.Connection, account_id: str) -> Row:
+        row = c.execute(f"{_ACCOUNT_SELECT} WHERE id = ?", (account_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no account {_short(account_id)}")
+        return row
+
+    def _number_row(self, c: sqlite3.Connection, account_id: str, number_id: str) -> Row:
+        row = c.execute(
+            f"{_NUMBER_SELECT} WHERE id = ? AND account_id = ?", (number_id, account_id)
+        ).fetchone()
+        if row is None:
+            self._account_row(c, account_id)  # says "no account" when that is the problem
+            raise NotFound(f"no number {_short(number_id)} in account {_short(account_id)}")
+        return row
+
+    # writes --------------------------------------------------------------------------
+
+    def set_account_status(self, account_id: str, status: str, via: str) -> dict[str, Any]:
+        """Set an account's status; return the Account after the write."""
+        _check_via(via)
+        if status not in ACCOUNT_STATUSES:
+            raise BadValue(f"status must be one of {', '.join(ACCOUNT_STATUSES)}")
+        with self._write() as c:
+            row = self._account_row(c, account_id)
+            if row[3] != status:
+                now = utc_now()
+                c.execute(
+                    "UPDATE accounts SET status = ?, updated = ? WHERE id = ?",
+                    (status, now, account_id),
+                )
+                self._audit(c, now, f"account.{account_id}", "status", row[3], status, via)
+                row = self._account_row(c, account_id)
+        return account_to_wire(row)
+
+    def update_number(
+        self,
+        account_id: str,
+        number_id: str,
+        active: bool | None = None,
+        paused: bool | None = None,
+        *,
+        via: str,
+    ) -> dict[str, Any]:
+        """Set a number's `active` and/or `paused`; return the Number after the write."""
+        _check_via(via)
+        for name, value in (("active", active), ("paused", paused)):
+            if value is not None and not isinstance(value, bool):
+                raise BadValue(f"{name} must be true or false")
+        if active is None and paused is None:
+            raise BadValue("nothing to update: give active and/or paused")
+        with self._write() as c:
+            row = self._number_row(c, account_id, number_id)
+            if paused and not row[8]:
+                raise Conflict(
+                    f"number {row[2]} cannot be paused: its source {row[7]!r} is not online "
+                    "(only numbers of on-site sources are swapped)"
+                )
+            changes = [
+                (name, bool(row[index]), value)
+                for name, index, value in (("active", 5, active), ("paused", 6, paused))
+                if value is not None and bool(row[index]) != value
+            ]
+            if changes:
+                row = self._apply_number_changes(c, row, changes, via)
+        return number_to_wire(row)
+
+    def _apply_number_changes(
+        self, c: sqlite3.Connection, row: Row, changes: list[tuple[str, bool, bool]], via: str
+    ) -> Row:
+        now = utc_now()
+        for name, old, new in changes:
+            extra = ", active_changed = :now" if name == "active" else ""
+            c.execute(
+                f"UPDATE numbers SET {name} = :value, updated = :now{extra} WHERE id = :id",
+                {"value": int(new), "now": now, "id": row[0]},
+            )
+            self._audit(c, now, f"number.{row[2]}", name, _b(old), _b(new), via)
+        return self._number_row(c, row[1], row[0])
+
+    @staticmethod
+    def _audit(
+        c: sqlite3.Connection, now: str, resource: str, field: str, old: str, new: str, via: str
+    ) -> None:
+        c.execute(
+            "INSERT INTO audit (time, resource, field, from_value, to_value, via) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (now, resource, field, old, new, via),
+        )
+
+
+def _b(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _check_via(via: str) -> None:
+    if via not in VIA:
+        raise ValueError(f"via must be one of {VIA}, not {via!r}")
+
+
+def _short(value: str) -> str:
+    """An id for a message, cut so a 10,000-character id cannot flood a log line."""
+    return repr(value) if len(value) <= 64 else repr(value[:64] + "...")
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return json.dumps([str(v) for v in values])
