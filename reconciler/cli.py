@@ -187,3 +187,407 @@ def schema(out_dir: str, check: bool) -> None:
         return EXIT_OK
 
     run_guarded(body)
+
+
+def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--account, --format and --no-color (plus --config and -v) for plan, apply and drift."""
+    func = click.option(
+        "--no-color", is_flag=True, help="No colour (also when NO_COLOR is set or not a TTY)."
+    )(func)
+    func = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "json", "markdown", "github"]),
+        default="text",
+        show_default=True,
+        help="Output format.",
+    )(func)
+    func = click.option(
+        "--account",
+        "accounts",
+        multiple=True,
+        metavar="ID",
+        help="Only this account (repeatable).",
+    )(func)
+    return config_options(func)
+
+
+def use_color(no_color: bool) -> bool:
+    return not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+
+def _write_file(path: str, text: str) -> None:
+    """Write atomically: a crash never leaves a half-written plan or report."""
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".reconciler-", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+@main.command()
+@plan_options
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan as JSON.")
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none."
+)
+def plan(
+    config_dir: str,
+    verbose: int,
+    accounts: tuple[str, ...],
+    fmt: str,
+    no_color: bool,
+    out_file: str | None,
+    detailed_exitcode: bool,
+) -> None:
+    """Read live state and show what apply would change, and what keeps billing.
+
+    \b
+    Examples:
+      reconciler plan                                  # whole config, text
+      reconciler plan --account 1001                   # on-call: one account
+      reconciler plan --format markdown > comment.md   # PR comment
+      reconciler plan --out plan.json                  # save for `apply --plan`
+    """
+    _setup_logging(verbose)
+
+    def body() -> int:
+        from reconciler.engine import make_plan
+        from reconciler.render import render
+        from reconciler.render.json import render_json
+
+        planned = make_plan(config_dir, accounts)
+        planned.provider.close()
+        result = planned.plan
+        click.echo(render(result, fmt, color=use_color(no_color)), nl=False)
+        if out_file:
+            _write_file(out_file, render_json(result))
+            click.echo(f"Saved the plan to {out_file}.", err=True)
+        if result.errors:
+            return EXIT_ERROR
+        if detailed_exitcode and result.changes:
+            return EXIT_CHANGES
+        return EXIT_OK
+
+    run_guarded(body)
+
+
+@main.command()
+@plan_options
+def drift(
+    config_dir: str, verbose: int, accounts: tuple[str, ...], fmt: str, no_color: bool
+) -> None:
+    """Report where live state differs from the config (exit 2), for scheduled checks.
+
+    \b
+    Exit codes: 0 in sync, 2 drift, 1 error.
+    Example:
+      reconciler drift --format markdown > drift.md || test $? -eq 2
+    """
+    _setup_logging(verbose)
+
+    def body() -> int:
+        from reconciler.engine import make_plan
+        from reconciler.render import render
+
+        planned = make_plan(config_dir, accounts)
+        planned.provider.close()
+        click.echo(render(planned.plan, fmt, mode="drift", color=use_color(no_color)), nl=False)
+        if planned.plan.errors:
+            return EXIT_ERROR
+        return EXIT_CHANGES if planned.plan.changes else EXIT_OK
+
+    run_guarded(body)
+
+
+@main.command("import")
+@config_options
+@click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    required=True,
+    metavar="ID",
+    help="Account to import (repeatable).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Directory for the account files [default: CONFIG/accounts].",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+def import_(
+    config_dir: str, verbose: int, accounts: tuple[str, ...], out_dir: str | None, overwrite: bool
+) -> None:
+    """Write account files describing live state exactly (a plan with them is empty).
+
+    Uses the provider from the config's settings; existing account files are not needed.
+
+    \b
+    Example:
+      reconciler import --account 1001 --account 1002 --out config/accounts
+    """
+    _setup_logging(verbose)
+
+    def body() -> int:
+        from pathlib import Path
+
+        from reconciler.config import load_settings_only
+        from reconciler.importer import write_account_files
+        from reconciler.providers import open_provider
+
+        settings, settings_path = load_settings_only(config_dir)
+        base = Path(settings_path).parent if settings_path else Path(config_dir)
+        with open_provider(settings, base) as provider:
+            live = provider.read([str(a) for a in accounts])
+        if live.missing:
+            fail(f"unknown account(s) at the provider: {', '.join(live.missing)}")
+        target = out_dir or os.path.join(config_dir, "accounts")
+        for path in write_account_files(list(live.accounts.values()), target, overwrite):
+            click.echo(f"wrote {path}")
+        return EXIT_OK
+
+    run_guarded(body)
+
+
+@main.command()
+@plan_options
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False),
+    help="Apply only if a fresh plan still matches this saved one.",
+)
+@click.option("--auto-approve", is_flag=True, help="Do not ask (for pipelines).")
+@click.option("--force", is_flag=True, help="Allow a plan over policy.max_change_fraction.")
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False),
+    help="Write the outcome of every action as JSON.",
+)
+def apply(
+    config_dir: str,
+    verbose: int,
+    accounts: tuple[str, ...],
+    fmt: str,
+    no_color: bool,
+    plan_file: str | None,
+    auto_approve: bool,
+    force: bool,
+    report_file: str | None,
+) -> None:
+    """Make live match the config: plan, confirm, write, re-read and verify.
+
+    \b
+    Examples:
+      reconciler apply                                  # asks "type yes" on a terminal
+      reconciler apply --auto-approve --report out.json # CI
+      reconciler plan --out plan.json && reconciler apply --plan plan.json --auto-approve
+    Exit codes: 0 converged; 1 error, refused, or partly failed.
+    """
+    _setup_logging(verbose)
+
+    def body() -> int:
+        return _run_apply(
+            config_dir,
+            accounts,
+            fmt,
+            use_color(no_color),
+            plan_file,
+            auto_approve,
+            force,
+            report_file,
+        )
+
+    run_guarded(body)
+
+
+def _run_apply(
+    config_dir: str,
+    accounts: tuple[str, ...],
+    fmt: str,
+    color: bool,
+    plan_file: str | None,
+    auto_approve: bool,
+    force: bool,
+    report_file: str | None,
+) -> int:
+    from reconciler.engine import make_plan
+    from reconciler.lock import apply_lock
+    from reconciler.render import render
+
+    planned = make_plan(config_dir, accounts)
+    with planned.provider as provider:
+        plan = planned.plan
+        if plan_file:
+            _check_saved_plan(plan_file, plan)
+        click.echo(render(plan, fmt, color=color), nl=False)
+        say = _sayer(fmt)
+        if plan.errors:
+            fail(f"the plan has {len(plan.errors)} error(s); nothing was applied")
+        if not force and any(w.code == "threshold_exceeded" for w in plan.warnings):
+            fail(
+                "the plan exceeds policy.max_change_fraction (threshold_exceeded); nothing "
+                "was applied. Review it and re-run with --force if it is intended"
+            )
+        if not plan.changes:
+            say("Nothing to apply: live matches the config.")
+            return EXIT_OK
+        if not auto_approve and not _confirm(plan, provider.target, say):
+            return EXIT_ERROR
+        with apply_lock(provider.target):
+            fresh = make_plan(config_dir, accounts, provider=provider, desired=planned.desired)
+            if fresh.plan.checksum != plan.checksum:
+                fail(
+                    "live state changed while waiting for approval; nothing was applied. "
+                    "Run apply again to see the new plan"
+                )
+            report = _execute(provider, planned, say)
+        if report_file:
+            import json
+
+            _write_file(report_file, json.dumps(report.to_dict(), indent=2) + "\n")
+            say(f"Wrote the apply report to {report_file}.")
+        return EXIT_OK if report.converged else EXIT_ERROR
+
+
+def _sayer(fmt: str) -> Callable[[str], None]:
+    """Progress and summaries: stdout for text, stderr when stdout carries JSON/Markdown."""
+    err = fmt != "text"
+    return lambda message: click.echo(message, err=err)
+
+
+def _confirm(plan: Any, target: str, say: Callable[[str], None]) -> bool:
+    if not sys.stdin.isatty():
+        fail(
+            "refusing to apply without approval: there is no terminal to ask on. "
+            "Review the plan and pass --auto-approve (pipelines), or run it in a terminal"
+        )
+    n = len(plan.changes)
+    answer = click.prompt(
+        f"\nApply {n} change{'s' if n != 1 else ''} to {target}?\n  Only 'yes' will be accepted",
+        default="",
+        show_default=False,
+    )
+    if answer.strip() != "yes":
+        say("Apply cancelled; nothing was changed.")
+        return False
+    return True
+
+
+def _execute(provider: Any, planned: Any, say: Callable[[str], None]) -> Any:
+    import signal
+
+    from reconciler.apply import apply_changes, verify
+
+    plan = planned.plan
+    concurrency = planned.desired.settings.provider.concurrency
+    tty = sys.stdout.isatty()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        if tty:
+            with click.progressbar(length=len(plan.changes), label="Applying") as bar:
+                report = apply_changes(
+                    provider, plan, concurrency=concurrency, on_result=lambda r: bar.update(1)
+                )
+        else:
+            report = apply_changes(
+                provider, plan, concurrency=concurrency, on_result=lambda r: say(_action_line(r))
+            )
+        if not report.interrupted:
+            say("Verifying: re-reading live state…")
+            report.verification = verify(provider, plan)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _summary(report, say)
+    return report
+
+
+def _action_line(r: Any) -> str:
+    c = r.change
+    what = f"{c.action} {c.address.replace('.', ' ', 1)} {c.field}: {c.from_} -> {c.to}"
+    tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {r.error}"
+    return f"  {r.outcome:<7} {what}{tail}"
+
+
+def _summary(report: Any, say: Callable[[str], None]) -> None:
+    counts = report.counts()
+    say("")
+    if report.interrupted:
+        say("Interrupted: in-flight writes were allowed to finish; nothing else was started.")
+    say(
+        f"Apply {'complete' if report.converged else 'incomplete'}: {counts['ok']} ok, "
+        f"{counts['failed']} failed, {counts['not_started']} not started."
+    )
+    for r in report.results:
+        if r.outcome != "ok":
+            say(_action_line(r))
+    ver = report.verification
+    if ver is not None:
+        if ver.error:
+            say(f"Verification failed: {ver.error}")
+        else:
+            say(f"Verified: {ver.matched}/{ver.checked} planned fields match live state.")
+            for m in ver.mismatches:
+                say(
+                    f"  mismatch {m['address']} {m['field']}: expected {m['expected']}, "
+                    f"live {m['actual']}"
+                )
+    ch = report.plan.charges
+    say(
+        f"Still billed for stopped resources that cannot ring: {ch.stopped_monthly_total} "
+        f"{ch.currency}/month."
+    )
+    if not report.converged:
+        say("Re-running apply is safe: it plans again from live state.")
+
+
+def _check_saved_plan(plan_file: str, fresh: Any) -> None:
+    import json
+
+    from reconciler.errors import ReconcilerError
+
+    try:
+        with open(plan_file, encoding="utf-8") as fh:
+            saved = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ReconcilerError(f"{plan_file}: cannot read a saved plan ({exc})") from None
+    if not isinstance(saved, dict) or saved.get("format_version") != 1 or "checksum" not in saved:
+        raise ReconcilerError(f"{plan_file}: not a reconciler plan (format_version 1)")
+    if saved.get("provider", {}).get("target") != fresh.provider.target:
+        raise ReconcilerError(
+            f"plan is stale: {plan_file} was made for {saved.get('provider', {}).get('target')}, "
+            f"this apply targets {fresh.provider.target}; nothing was applied"
+        )
+    if saved["checksum"] != fresh.checksum:
+        detail = _plan_difference(saved.get("changes") or [], fresh)
+        raise ReconcilerError(
+            f"plan is stale: live state or config changed since {plan_file} was saved; "
+            f"nothing was applied. Run plan again.{detail}"
+        )
+
+
+def _plan_difference(saved_changes: list[Any], fresh: Any) -> str:
+    """What differs between the saved and the fresh plan, for the stale-plan message."""
+    from deepdiff import DeepDiff
+
+    def key(c: dict[str, Any]) -> str:
+        return f"{c.get('address')} {c.get('field')}: {c.get('from')} -> {c.get('to')}"
+
+    old = {key(c): c for c in saved_changes if isinstance(c, dict)}
+    new = {key(c): c for c in fresh.to_json_dict()["changes"]}
+    diff = DeepDiff(sorted(old), sorted(new), ignore_order=True)
+    gone = [str(v) for v in diff.get("iterable_item_removed", {}).values()]
+    added = [str(v) for v in diff.get("iterable_item_added", {}).values()]
+    lines = [f"\n  no longer planned: {g}" for g in gone[:10]]
+    lines += [f"\n  newly planned:     {a}" for a in added[:10]]
+    return "".join(lines)

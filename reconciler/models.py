@@ -339,3 +339,115 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
+
+
+# --- the plan (SPEC §6): plain data, built by plan.py, read by renderers and apply ------
+
+PLAN_FORMAT_VERSION = 1
+Action = Literal["stop", "allow", "pause", "resume"]
+
+
+class PlanModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Change(PlanModel):
+    """One field of one resource to change."""
+
+    address: str = Field(description="`account.<id>` or `number.<E.164>`.")
+    kind: Literal["account", "number"]
+    account_id: str
+    account_name: str = ""
+    number: str | None = None
+    number_id: str | None = Field(None, description="The provider's id of the number.")
+    field: Literal["status", "calls", "swapping"]
+    action: Action
+    from_: str = Field(alias="from")
+    to: str
+    reason: Literal["config", "window_ended"]
+    source: str = Field(description="Where the desired value is written: `file:line`.")
+    monthly_fee: str | None = Field(None, description="What the resource bills a month.")
+    note: str | None = None
+    until: str | None = Field(None, description="End of a time-boxed stop/pause (ISO-8601).")
+    live_updated: str | None = Field(None, description="When live last changed (ISO-8601).")
+
+
+class Finding(PlanModel):
+    """A warning or an error about one resource."""
+
+    code: str
+    address: str
+    message: str
+    source: str | None = None
+
+
+class ChargeItem(PlanModel):
+    address: str
+    kind: Literal["account", "number"]
+    account_id: str
+    name: str = ""
+    monthly_fee: str
+    why: str = Field(description="account stopped | calls stopped | account stopped (number)")
+    new: bool = Field(description="Newly stopped by this plan.")
+    stopped_since: str | None = None
+
+
+class Charges(PlanModel):
+    currency: str
+    stopped_monthly_total: str
+    newly_stopped_monthly: str
+    items: list[ChargeItem] = Field(default_factory=list)
+
+
+class Summary(PlanModel):
+    stop: int = 0
+    allow: int = 0
+    pause: int = 0
+    resume: int = 0
+    unchanged: int = 0
+
+
+class AccountSummary(PlanModel):
+    id: str
+    name: str = ""
+    live_status: str | None = None
+    desired_status: str
+    managed_numbers: int = 0
+    unmanaged_numbers: int = 0
+    changed_numbers: int = 0
+    source: str = ""
+
+
+class ProviderInfo(PlanModel):
+    type: str
+    target: str
+
+
+class Plan(PlanModel):
+    """What `plan` found: changes, findings and what keeps billing. JSON: SPEC §6."""
+
+    model_config = ConfigDict(
+        title="reconciler plan",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    format_version: int = PLAN_FORMAT_VERSION
+    generated_at: str
+    config_digest: str
+    checksum: str
+    provider: ProviderInfo
+    scope: list[str] = Field(default_factory=list, description="--account ids; empty = all.")
+    changes: list[Change] = Field(default_factory=list)
+    warnings: list[Finding] = Field(default_factory=list)
+    errors: list[Finding] = Field(default_factory=list)
+    unmanaged: list[str] = Field(default_factory=list)
+    charges: Charges
+    summary: Summary
+    accounts: list[AccountSummary] = Field(default_factory=list)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)

@@ -24,9 +24,16 @@ def _settings() -> dict[str, Any]:
     return Settings.model_json_schema()
 
 
+def _plan() -> dict[str, Any]:
+    from reconciler.models import Plan
+
+    return Plan.model_json_schema(by_alias=True, mode="serialization")
+
+
 GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
     "account.schema.json": _account,
     "settings.schema.json": _settings,
+    "plan.schema.json": _plan,
 }
 
 

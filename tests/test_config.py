@@ -353,15 +353,6 @@ BAD_CASES = [
         "account.note must be text; quote it",
     ),
     (
-        "protected-and-stopped",
-        {
-            "accounts/a.yaml": "account: {id: 1}\nnumbers:\n  - number: '+14105550101'\n    calls: stopped\n    protected: true\n"
-        },
-        "accounts/a.yaml",
-        5,
-        "is protected: true but written as calls: stopped",
-    ),
-    (
         "settings-unknown-key",
         {"reconciler.yaml": "policy:\n  max_change_fraction: 0.3\n  unmanged: report\n"},
         "reconciler.yaml",

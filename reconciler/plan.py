@@ -1,0 +1,534 @@
+"""Desired state + live state + now -> Plan. Pure: no I/O, no clock, no randomness.
+
+The diff is keyed (accounts by id, numbers by E.164), so it is linear in the fleet size.
+Level-triggered: the plan depends only on what the config says and what live is now,
+never on a previous run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from reconciler.charges import compute_charges, money, number_fee
+from reconciler.models import (
+    AccountSummary,
+    Change,
+    DesiredAccount,
+    DesiredNumber,
+    DesiredState,
+    Finding,
+    LiveAccount,
+    LiveNumber,
+    LiveState,
+    Plan,
+    ProviderInfo,
+    Settings,
+    Summary,
+    jsonable,
+)
+
+THRESHOLD_MIN_NUMBERS = 10
+UNMANAGED_LISTED = 5
+
+ACCOUNT_ACTIONS = {
+    ("active", "paused"): "pause",
+    ("paused", "active"): "resume",
+    ("active", "stopped"): "stop",
+    ("paused", "stopped"): "stop",
+    ("stopped", "active"): "allow",
+    ("stopped", "paused"): "allow",
+}
+NUMBER_ACTIONS = {
+    ("calls", "allowed", "stopped"): "stop",
+    ("calls", "stopped", "allowed"): "allow",
+    ("swapping", "active", "paused"): "pause",
+    ("swapping", "paused", "active"): "resume",
+}
+
+
+def checksum(changes: list[Change]) -> str:
+    """Covers the intended actions only (address, field, from, to): same intent, same sum."""
+    rows = sorted((c.address, c.field, c.from_, c.to) for c in changes)
+    return "sha256:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def effective(written: str, until: datetime | None, now: datetime, default: str) -> tuple[str, str]:
+    """The desired value now: a time-boxed stop/pause reverts to `default` at `until`."""
+    if until is not None and written != default and now >= until:
+        return default, "window_ended"
+    return written, "config"
+
+
+def humanize(delta: timedelta) -> str:
+    """`5d 7h`, `3h 20m`, `12m`: how long is left, at a glance."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rem = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rem, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {mins}m"
+    return f"{mins}m"
+
+
+@dataclass
+class _Builder:
+    desired: DesiredState
+    live: LiveState
+    now: datetime
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    errors: list[Finding] = field(default_factory=list)
+    unmanaged: list[str] = field(default_factory=list)
+    accounts: list[AccountSummary] = field(default_factory=list)
+    unchanged: int = 0
+    final_status: dict[str, str] = field(default_factory=dict)
+    final_calls: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.desired.settings
+
+    def warn(self, code: str, address: str, message: str, source: object = None) -> None:
+        self.warnings.append(
+            Finding(
+                code=code, address=address, message=message, source=str(source) if source else None
+            )
+        )
+
+    def error(self, code: str, address: str, message: str, source: object = None) -> None:
+        self.errors.append(
+            Finding(
+                code=code, address=address, message=message, source=str(source) if source else None
+            )
+        )
+
+
+def build_plan(
+    desired: DesiredState,
+    live: LiveState,
+    *,
+    now: datetime,
+    provider: ProviderInfo,
+    scope: list[str] | None = None,
+) -> Plan:
+    """Compare desired with live and say what to change, what to warn about, what stays billed."""
+    b = _Builder(desired, live, now)
+    wanted = {n.number: n for a in desired.accounts.values() for n in a.numbers}
+    for acc in desired.accounts.values():
+        live_acc = live.accounts.get(acc.id)
+        if live_acc is None:
+            b.error(
+                "unknown_account",
+                f"account.{acc.id}",
+                f"account {acc.id} does not exist at the provider (or these credentials "
+                "cannot see it); fix the id or remove the file",
+                acc.source,
+            )
+            continue
+        _plan_account(b, acc, live_acc, wanted)
+    _index_numbers_elsewhere(b, desired, live)
+    _charges_continue(b)
+    billing = desired.settings.billing
+    managed_live = [live.accounts[a] for a in desired.accounts if a in live.accounts]
+    charges = compute_charges(
+        managed_live,
+        b.final_status,
+        b.final_calls,
+        currency=billing.currency,
+        default_fee=billing.default_fee,
+    )
+    summary = Summary(unchanged=b.unchanged)
+    for c in b.changes:
+        setattr(summary, c.action, getattr(summary, c.action) + 1)
+    return Plan(
+        generated_at=jsonable(now),
+        config_digest=desired.digest,
+        checksum=checksum(b.changes),
+        provider=provider,
+        scope=list(scope or []),
+        changes=b.changes,
+        warnings=b.warnings,
+        errors=b.errors,
+        unmanaged=b.unmanaged,
+        charges=charges,
+        summary=summary,
+        accounts=b.accounts,
+    )
+
+
+def _plan_account(
+    b: _Builder, acc: DesiredAccount, live: LiveAccount, wanted: dict[str, DesiredNumber]
+) -> None:
+    address = f"account.{acc.id}"
+    name = live.name or acc.name or ""
+    if acc.name is not None and live.name and acc.name != live.name:
+        b.warn(
+            "name_mismatch",
+            address,
+            f"config calls account {acc.id} {acc.name!r}, the provider calls it {live.name!r}",
+            acc.source,
+        )
+    status, reason = effective(acc.status, acc.until, b.now, "active")
+    src = _src(acc.source, acc.field_lines, "status")
+    final_status = live.status
+    if status != live.status:
+        action = ACCOUNT_ACTIONS[(live.status, status)]
+        if acc.protected and action in ("stop", "pause"):
+            b.error(
+                "protected",
+                address,
+                f"account {acc.id} ({name}) is protected: true; "
+                f"the plan would {action} it. Remove protected: true in the same change "
+                "if this is intended",
+                src,
+            )
+        else:
+            final_status = status
+            b.changes.append(
+                Change(
+                    address=address,
+                    kind="account",
+                    account_id=acc.id,
+                    account_name=name,
+                    field="status",
+                    action=action,
+                    from_=live.status,
+                    to=status,
+                    reason=reason,
+                    source=src,
+                    monthly_fee=money(live.monthly_fee) if live.monthly_fee is not None else None,
+                    note=acc.note,
+                    until=jsonable(acc.until) if reason == "config" else None,
+                    live_updated=jsonable(live.updated),
+                )
+            )
+    else:
+        b.unchanged += 1
+    b.final_status[acc.id] = final_status
+    _window(
+        b,
+        address,
+        acc.until,
+        acc.status != "active",
+        "status returns to active",
+        _src(acc.source, acc.field_lines, "until"),
+    )
+    if final_status == "stopped" and live.status == "stopped":
+        _stale(b, address, live.updated, live.monthly_fee, f"account {acc.id} ({name})", src)
+
+    by_number = {n.number: n for n in live.numbers}
+    changed_numbers: set[str] = set()
+    for num in acc.numbers:
+        live_num = by_number.get(num.number)
+        if live_num is None:
+            continue  # reported once all accounts are indexed (unknown or wrong account)
+        if _plan_number(b, acc, live, num, live_num, final_status):
+            changed_numbers.add(num.number)
+    managed = sum(1 for n in acc.numbers if n.number in by_number)
+    unmanaged = [n for n in live.numbers if n.number not in wanted]
+    _unmanaged(b, acc, live, unmanaged)
+    _not_effective_account(b, acc, live, final_status)
+    _threshold(b, acc, name, managed, len(changed_numbers))
+    b.accounts.append(
+        AccountSummary(
+            id=acc.id,
+            name=name,
+            live_status=live.status,
+            desired_status=status,
+            managed_numbers=managed,
+            unmanaged_numbers=len(unmanaged),
+            changed_numbers=len(changed_numbers),
+            source=str(acc.source),
+        )
+    )
+
+
+def _plan_number(
+    b: _Builder,
+    acc: DesiredAccount,
+    live_acc: LiveAccount,
+    num: DesiredNumber,
+    live: LiveNumber,
+    account_final: str,
+) -> bool:
+    address = f"number.{num.number}"
+    fee = number_fee(live, b.settings.billing.default_fee)
+    changed = False
+    for fld, written, default in (
+        ("calls", num.calls, "allowed"),
+        ("swapping", num.swapping, "active"),
+    ):
+        value, reason = effective(written, num.until, b.now, default)
+        current = getattr(live, fld)
+        src = _src(num.source, num.field_lines, fld)
+        if value == current:
+            continue
+        action = NUMBER_ACTIONS[(fld, current, value)]
+        if action == "pause" and not live.online:
+            b.error(
+                "not_pausable",
+                address,
+                f"{num.number} comes from an offline source "
+                f"({live.source_name or 'not on-site'}); only numbers of on-site sources can "
+                "pause swapping. Write swapping: active, or stop its calls instead",
+                src,
+            )
+            continue
+        if num.protected and action in ("stop", "pause"):
+            b.error(
+                "protected",
+                address,
+                f"{num.number} is protected: true; the plan would "
+                f"{action} it. Remove protected: true in the same change if this is intended",
+                src,
+            )
+            continue
+        changed = True
+        b.changes.append(
+            Change(
+                address=address,
+                kind="number",
+                account_id=acc.id,
+                account_name=live_acc.name,
+                number=num.number,
+                number_id=live.id,
+                field=fld,
+                action=action,
+                from_=current,
+                to=value,
+                reason=reason,
+                source=src,
+                monthly_fee=money(fee),
+                note=num.note,
+                until=jsonable(num.until) if reason == "config" else None,
+                live_updated=jsonable(live.updated),
+            )
+        )
+        if fld == "calls":
+            b.final_calls[num.number] = value
+            if action == "stop" and live.recent_calls > 0:
+                b.warn(
+                    "recent_calls",
+                    address,
+                    f"{num.number} took {live.recent_calls} calls in "
+                    "the last 30 days; callers will hear a disconnected tone",
+                    src,
+                )
+        _not_effective_number(b, num, fld, value, account_final, src)
+    if not changed:
+        b.unchanged += 1
+    final_calls = b.final_calls.get(num.number, live.calls)
+    if final_calls == "stopped" and live.calls == "stopped":
+        _stale(
+            b,
+            address,
+            live.active_changed,
+            fee,
+            num.number,
+            _src(num.source, num.field_lines, "calls"),
+        )
+    _window(
+        b,
+        address,
+        num.until,
+        num.calls == "stopped" or num.swapping == "paused",
+        "calls are allowed and swapping active again",
+        num.source,
+    )
+    return changed
+
+
+def _src(source: object, lines: dict[str, int], key: str) -> str:
+    path, line = str(source).rsplit(":", 1)
+    return f"{path}:{lines.get(key, int(line))}"
+
+
+def _window(
+    b: _Builder, address: str, until: datetime | None, active: bool, then: str, source: object
+) -> None:
+    if until is None or not active:
+        return
+    if b.now < until:
+        b.warn(
+            "window_ends",
+            address,
+            f"time-boxed: ends in {humanize(until - b.now)} ({jsonable(until)}); then {then}",
+            source,
+        )
+    else:
+        b.warn(
+            "window_ends",
+            address,
+            f"window ended {humanize(b.now - until)} ago "
+            f"({jsonable(until)}); remove `until` and the stop from the file",
+            source,
+        )
+
+
+def _stale(
+    b: _Builder, address: str, since: datetime | None, fee: object, what: str, source: str
+) -> None:
+    days = b.settings.policy.stale_stop_days
+    if since is None or b.now - since <= timedelta(days=days):
+        return
+    cost = f"{money(fee)} {b.settings.billing.currency}/month" if fee is not None else "its fees"
+    b.warn(
+        "stale_stop",
+        address,
+        f"{what} has been stopped for {(b.now - since).days} days "
+        f"(since {since.date().isoformat()}) and still bills {cost}; release it in the "
+        "provider's UI if it is no longer needed (reconciler never releases numbers)",
+        source,
+    )
+
+
+def _not_effective_number(
+    b: _Builder, num: DesiredNumber, fld: str, value: str, account_final: str, src: str
+) -> None:
+    if fld == "calls" and value == "allowed" and account_final == "stopped":
+        b.warn(
+            "not_effective",
+            f"number.{num.number}",
+            f"{num.number} is allowed but cannot ring while account {num.account_id} is stopped",
+            src,
+        )
+    if fld == "swapping" and value == "active" and account_final != "active":
+        b.warn(
+            "not_effective",
+            f"number.{num.number}",
+            f"{num.number} resumes swapping but is "
+            f"not swapped while account {num.account_id} is {account_final}",
+            src,
+        )
+
+
+def _not_effective_account(
+    b: _Builder, acc: DesiredAccount, live: LiveAccount, final_status: str
+) -> None:
+    if final_status != "stopped":
+        return
+    allowed = [
+        n
+        for n in acc.numbers
+        if b.final_calls.get(n.number, "") == "allowed"
+        or (n.number not in b.final_calls and n.calls == "allowed")
+    ]
+    if allowed:
+        b.warn(
+            "not_effective",
+            f"account.{acc.id}",
+            f"account {acc.id} is stopped: its "
+            f"{len(allowed)} allowed number(s) cannot ring until the account is allowed",
+            acc.source,
+        )
+
+
+def _unmanaged(
+    b: _Builder, acc: DesiredAccount, live: LiveAccount, unmanaged: list[LiveNumber]
+) -> None:
+    if not unmanaged:
+        return
+    b.unmanaged.extend(f"number.{n.number}" for n in unmanaged)
+    policy = b.settings.policy.unmanaged
+    if policy == "ignore":
+        return
+    shown = ", ".join(n.number for n in unmanaged[:UNMANAGED_LISTED])
+    more = (
+        f" and {len(unmanaged) - UNMANAGED_LISTED} more"
+        if len(unmanaged) > UNMANAGED_LISTED
+        else ""
+    )
+    message = (
+        f"{len(unmanaged)} live number(s) of account {acc.id} are not in its file: "
+        f"{shown}{more}; they are left as they are"
+    )
+    if policy == "error":
+        b.error(
+            "unmanaged",
+            f"account.{acc.id}",
+            message + " (policy.unmanaged: error: add them "
+            "to the file, e.g. with `reconciler import`)",
+            acc.source,
+        )
+    else:
+        b.warn("unmanaged", f"account.{acc.id}", message, acc.source)
+
+
+def _threshold(b: _Builder, acc: DesiredAccount, name: str, managed: int, changed: int) -> None:
+    limit = b.settings.policy.max_change_fraction
+    if managed < THRESHOLD_MIN_NUMBERS or changed / managed <= limit:
+        return
+    b.warn(
+        "threshold_exceeded",
+        f"account.{acc.id}",
+        f"the plan changes {changed} of {managed} "
+        f"managed numbers of account {acc.id} ({name}), {changed / managed:.0%} > "
+        f"policy.max_change_fraction {limit:.0%}; apply needs --force",
+        acc.source,
+    )
+
+
+def _index_numbers_elsewhere(b: _Builder, desired: DesiredState, live: LiveState) -> None:
+    """Desired numbers not in their account: in another read account, or nowhere."""
+    owner: dict[str, LiveAccount] = {}
+    for acc in desired.accounts.values():
+        if acc.id not in live.accounts:
+            continue
+        live_numbers = None
+        for num in acc.numbers:
+            if live_numbers is None:
+                live_numbers = {n.number for n in live.accounts[acc.id].numbers}
+            if num.number in live_numbers:
+                continue
+            if not owner:
+                owner = {n.number: a for a in live.accounts.values() for n in a.numbers}
+            other = owner.get(num.number)
+            if other is not None:
+                b.error(
+                    "wrong_account",
+                    f"number.{num.number}",
+                    f"{num.number} belongs to "
+                    f"account {other.id} ({other.name}), not {acc.id}; move it to that "
+                    "account's file",
+                    num.source,
+                )
+            else:
+                b.error(
+                    "unknown_number",
+                    f"number.{num.number}",
+                    f"{num.number} is not a "
+                    f"tracking number of account {acc.id}; check the digits or remove it",
+                    num.source,
+                )
+
+
+def _charges_continue(b: _Builder) -> None:
+    currency = b.settings.billing.currency
+    for c in b.changes:
+        if c.action not in ("stop", "pause"):
+            continue
+        fee = f"{c.monthly_fee} {currency}/month" if c.monthly_fee else "its fees"
+        if c.kind == "account" and c.action == "stop":
+            msg = (
+                f"stopping account {c.account_id} does not stop charges: its subscription "
+                f"({fee}) and every number's monthly fee keep billing"
+            )
+        elif c.kind == "account":
+            msg = (
+                f"pausing account {c.account_id} does not stop charges: calls still connect "
+                f"and bill per minute; the subscription ({fee}) continues"
+            )
+        elif c.action == "stop":
+            msg = (
+                f"stopping {c.number} does not stop charges: it keeps billing {fee} until "
+                "released in the provider's UI (reconciler never releases numbers)"
+            )
+        else:
+            msg = (
+                f"pausing swapping of {c.number} does not stop charges ({fee}); calls still connect"
+            )
+        b.warn("charges_continue", c.address, msg, c.source)
