@@ -69,7 +69,6 @@ def load_config(config_dir: str) -> DesiredState:
             continue
         account = _desired_account(model, loaded)
         _check_unique(account, accounts, number_owner, issues)
-        _check_protected(account, loaded, issues)
     if issues:
         raise ConfigError(issues)
     return DesiredState(
@@ -371,31 +370,3 @@ def _check_unique(
             )
         else:
             number_owner[num.number] = num
-
-
-def _check_protected(
-    account: DesiredAccount, loaded: LoadedYaml, issues: list[ConfigIssue]
-) -> None:
-    """`protected: true` forbids stopping/pausing; an entry written stopped contradicts it."""
-    if account.protected and account.status != "active":
-        issues.append(
-            ConfigIssue(
-                loaded.path,
-                account.field_lines.get("status", account.source.line),
-                1,
-                f"account {account.id} is protected: true but written as "
-                f"status: {account.status}; remove protected or write status: active",
-            )
-        )
-    for num in account.numbers:
-        if num.protected and (num.calls == "stopped" or num.swapping == "paused"):
-            what = "calls: stopped" if num.calls == "stopped" else "swapping: paused"
-            issues.append(
-                ConfigIssue(
-                    num.source.path,
-                    num.field_lines.get("protected", num.source.line),
-                    1,
-                    f"number {num.number} is protected: true but written as {what}; "
-                    "remove protected or allow it",
-                )
-            )

@@ -337,7 +337,7 @@ def _plan_number(
         num.until,
         num.calls == "stopped" or num.swapping == "paused",
         "calls are allowed and swapping active again",
-        num.source,
+        _src(num.source, num.field_lines, "until"),
     )
     return changed
 
