@@ -33,7 +33,9 @@ def lock_dir() -> str:
 
 
 def lock_path(target: str) -> str:
-    digest = hashlib.sha256(target.encode()).hexdigest()[:16]
+    """Lock file for a target; a local database is keyed by its real path."""
+    key = os.path.realpath(target) if os.path.exists(target) else target
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return os.path.join(lock_dir(), f"apply-{digest}.lock")
 
 
