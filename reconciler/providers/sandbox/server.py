@@ -1,0 +1,610 @@
+"""`sandbox serve`: the provider's wire API (SPEC §7) over a sandbox database, stdlib only.
+
+- Base path /api/v1; every path also answers with a `.json` suffix.
+- Lists are paginated with `page` (default 1) and `per_page` (default 100, at most 150;
+  above that: 400 "per_page limit is 150"). Envelope as will_paginate writes it:
+  `total_pages = ceil(total_entries / per_page)` (0 for an empty list), `next_page` null on
+  the last page, `previous_page` null on the first.
+- HTTP Basic auth against the keys the server was started with (constant-time compare).
+- Errors are JSON `{"status": "error", "reason": ...}`; 429 and 503 carry Retry-After.
+- HTTP/1.1 keep-alive, one thread per connection, a 10 s read timeout per socket so an idle
+  client cannot hold anything, request bodies limited to 1 MiB.
+- Fault injection for tests and benchmarks, in this order on every request: latency, rate
+  limit (429), error rate (503, before auth or any database access), and for writes the
+  drop rate (the write commits, then the connection closes without a response).
+
+`start_server(...)` runs it in a background thread and returns a `RunningServer`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import logging
+import math
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from reconciler.errors import ProviderNotFound
+from reconciler.providers.sandbox.fleet import ID_PATTERN
+from reconciler.providers.sandbox.store import BadValue, Conflict, SandboxStore
+from reconciler.providers.wire import MAX_PER_PAGE
+
+BASE_PATH = "/api/v1"
+DEFAULT_PER_PAGE = 100
+MAX_BODY_BYTES = 1024 * 1024
+SOCKET_TIMEOUT_S = 10.0
+
+log = logging.getLogger("reconciler.sandbox.server")
+access_log = logging.getLogger("reconciler.sandbox.access")
+
+
+class HttpError(Exception):
+    """Answer with this status and reason (and optional headers)."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None):
+        super().__init__(reason)
+        self.status, self.reason, self.headers = status, reason, headers or {}
+
+
+# --- counters and faults ----------------------------------------------------------------
+
+
+class ServerStats:
+    """Thread-safe request counters: totals, reads, writes, per status, faults by kind."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._total = self._reads = self._writes = 0
+            self._by_status: Counter[int] = Counter()
+            self._faults: Counter[str] = Counter()
+
+    def request(self, method: str) -> None:
+        with self._lock:
+            self._total += 1
+            if method in ("GET", "HEAD"):
+                self._reads += 1
+            elif method == "POST":
+                self._writes += 1
+
+    def status(self, status: int) -> None:
+        with self._lock:
+            self._by_status[status] += 1
+
+    def fault(self, kind: str) -> None:
+        with self._lock:
+            self._faults[kind] += 1
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @property
+    def reads(self) -> int:
+        return self._reads
+
+    @property
+    def writes(self) -> int:
+        return self._writes
+
+    @property
+    def by_status(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._by_status)
+
+    @property
+    def faults(self) -> dict[str, int]:
+        """Injected faults by kind: latency, error, drop, rate_limit."""
+        with self._lock:
+            return dict(self._faults)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "total": self._total,
+                "reads": self._reads,
+                "writes": self._writes,
+                "by_status": dict(self._by_status),
+                "faults": dict(self._faults),
+            }
+
+
+class TokenBucket:
+    """`rate` tokens per second, burst of about one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self._tokens = self.capacity
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """0 if a token was taken, else seconds until one will be there."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return 0.0
+            return (1.0 - self._tokens) / self.rate
+
+
+@dataclass
+class Faults:
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    rate_limit: float | None = None
+    rng_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        for name in ("error_rate", "drop_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ValueError("rate_limit must be > 0 requests per second")
+        self._rng = random.Random(self.rng_seed)
+        self._lock = threading.Lock()
+        self.bucket = TokenBucket(self.rate_limit) if self.rate_limit else None
+
+    def chance(self, rate: float) -> bool:
+        """True with probability `rate` (seeded; one shared sequence for all threads)."""
+        if rate <= 0.0:
+            return False
+        if rate >= 1.0:
+            return True
+        with self._lock:
+            return self._rng.random() < rate
+
+
+# --- routing ----------------------------------------------------------------------------
+
+# (segments with "{}" for an id, method, handler name)
+_ROUTES: list[tuple[tuple[str, ...], str, str]] = [
+    (("accounts",), "GET", "list_accounts"),
+    (("accounts", "{}"), "GET", "get_account"),
+    (("accounts", "{}", "numbers"), "GET", "list_numbers"),
+    (("accounts", "{}", "numbers", "{}"), "GET", "get_number"),
+    (("accounts", "{}", "status"), "POST", "set_status"),
+    (("accounts", "{}", "numbers", "{}", "update_number"), "POST", "update_number"),
+]
+
+
+def resolve(method: str, raw_path: str) -> tuple[str, list[str]]:
+    """(handler name, ids) for a request path; HttpError 404/405 otherwise."""
+    path = urlsplit(raw_path).path
+    if not path.startswith(BASE_PATH + "/"):
+        raise HttpError(404, "no such path")
+    rest = path[len(BASE_PATH) + 1 :]
+    if rest.endswith(".json"):
+        rest = rest[: -len(".json")]
+    # Split first, then decode: "%2F" inside an id stays inside that id (and fails below).
+    segments = [unquote(s) for s in rest.split("/")]
+    allowed: list[str] = []
+    for pattern, route_method, name in _ROUTES:
+        ids = _match(pattern, segments)
+        if ids is None:
+            continue
+        if route_method == ("GET" if method == "HEAD" else method):
+            return name, ids
+        allowed.append(route_method)
+    if allowed:
+        raise HttpError(405, f"method {method} not allowed here", {"Allow": ", ".join(allowed)})
+    raise HttpError(404, "no such path")
+
+
+def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
+    if len(pattern) != len(segments):
+        return None
+    ids = []
+    for want, got in zip(pattern, segments, strict=True):
+        if want == "{}":
+            ids.append(got)
+        elif want != got:
+            return None
+    return ids
+
+
+def _page_args(query: str) -> tuple[int, int]:
+    params = parse_qs(query, keep_blank_values=True)
+
+    def number(name: str, default: int) -> int:
+        values = params.get(name)
+        if not values:
+            return default
+        try:
+            value = int(values[-1])
+        except ValueError:
+            raise HttpError(400, f"{name} must be a positive integer") from None
+        if value < 1:
+            raise HttpError(400, f"{name} must be a positive integer")
+        return value
+
+    page, per_page = number("page", 1), number("per_page", DEFAULT_PER_PAGE)
+    if per_page > MAX_PER_PAGE:
+        raise HttpError(400, f"per_page limit is {MAX_PER_PAGE}")
+    return page, per_page
+
+
+def envelope(key: str, items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
+    total_pages = math.ceil(total / per_page)
+    return {
+        key: items,
+        "page": page,
+        "per_page": per_page,
+        "total_entries": total,
+        "total_pages": total_pages,
+        "next_page": page + 1 if page < total_pages else None,
+        "previous_page": page - 1 if page > 1 else None,
+    }
+
+
+def _check_id(value: str, what: str) -> str:
+    if not ID_PATTERN.match(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise HttpError(404, f"no {what} {shown!r}")
+    return value
+
+
+def _json_body(body: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        data = json.loads(body) if body else None
+    except (ValueError, RecursionError) as exc:
+        raise HttpError(400, f"malformed JSON: {str(exc)[:80]}") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, f"request body must be a JSON object with {' and/or '.join(allowed)}")
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise HttpError(400, f"unknown key {unknown[0][:40]!r} (allowed: {', '.join(allowed)})")
+    return data
+
+
+# --- the request handler ----------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse pooled connections
+    server_version = "reconciler-sandbox"
+    timeout = SOCKET_TIMEOUT_S  # an idle or slow client times out instead of lingering
+    disable_nagle_algorithm = True  # headers and body are separate writes
+    server: SandboxHTTPServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        self._status = 0
+        stats, faults = self.server.stats, self.server.faults
+        stats.request(self.command)
+        try:
+            body = self._read_body()
+            if faults.latency_ms:
+                stats.fault("latency")
+                time.sleep(faults.latency_ms / 1000)
+            self._inject_refusals()
+            if not self._authorized():
+                raise HttpError(
+                    401,
+                    "missing or wrong credentials (HTTP Basic: access key and secret key)",
+                    {"WWW-Authenticate": 'Basic realm="reconciler-sandbox", charset="UTF-8"'},
+                )
+            name, ids = resolve(self.command, self.path)
+            getattr(self, f"_{name}")(ids, body)
+        except HttpError as exc:
+            self._send(exc.status, {"status": "error", "reason": exc.reason}, exc.headers)
+        except ProviderNotFound as exc:
+            self._send(404, {"status": "error", "reason": str(exc)})
+        except BadValue as exc:
+            self._send(400, {"status": "error", "reason": str(exc)})
+        except Conflict as exc:
+            self._send(409, {"status": "error", "reason": str(exc)})
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            log.exception("internal error: %s %s", self.command, _printable(self.path))
+            self._send(500, {"status": "error", "reason": "internal error"})
+        finally:
+            if self.server.access_log:
+                ms = (time.monotonic() - started) * 1000
+                status = self._status or "dropped"
+                access_log.info("%s %s %s %.1fms", self.command, _printable(self.path), status, ms)
+
+    def _inject_refusals(self) -> None:
+        """Rate limit (429) and error rate (503): before auth or any database access."""
+        faults, stats = self.server.faults, self.server.stats
+        if faults.bucket is not None:
+            wait = faults.bucket.take()
+            if wait:
+                stats.fault("rate_limit")
+                raise HttpError(
+                    429, "rate limit exceeded", {"Retry-After": str(max(1, math.ceil(wait)))}
+                )
+        if faults.chance(faults.error_rate):
+            stats.fault("error")
+            raise HttpError(503, "service unavailable (injected)", {"Retry-After": "1"})
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise HttpError(411, "send a Content-Length; chunked bodies are not accepted")
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            length = int(raw)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise HttpError(400, "bad Content-Length") from None
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True  # the unread body must not be parsed as a request
+            raise HttpError(413, f"request body over {MAX_BODY_BYTES} bytes (1 MiB)")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            raise HttpError(400, "request body shorter than its Content-Length")
+        return body
+
+    def _authorized(self) -> bool:
+        scheme, _, value = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        # Both compared every time, in constant time: no hint which one was wrong.
+        user_ok = hmac.compare_digest(user, self.server.access_key)
+        password_ok = hmac.compare_digest(password, self.server.secret_key)
+        return bool(sep) and user_ok and password_ok
+
+    # routes ------------------------------------------------------------------------
+
+    def _list_accounts(self, ids: list[str], body: bytes) -> None:
+        page, per_page = _page_args(urlsplit(self.path).query)
+        items, total = self.server.store.list_accounts(page, per_page)
+        self._send(200, envelope("accounts", items, total, page, per_page))
+
+    def _get_account(self, ids: list[str], body: bytes) -> None:
+        self._send(200, self.server.store.get_account(_check_id(ids[0], "account")))
+
+    def _list_numbers(self, ids: list[str], body: bytes) -> None:
+        account_id = _check_id(ids[0], "account")
+        page, per_page = _page_args(urlsplit(self.path).query)
+        items, total = self.server.store.list_numbers(account_id, page, per_page)
+        self._send(200, envelope("numbers", items, total, page, per_page))
+
+    def _get_number(self, ids: list[str], body: bytes) -> None:
+        account_id, number_id = _check_id(ids[0], "account"), _check_id(ids[1], "number")
+        self._send(200, self.server.store.get_number(account_id, number_id))
+
+    def _set_status(self, ids: list[str], body: bytes) -> None:
+        account_id = _check_id(ids[0], "account")
+        data = _json_body(body, ("status",))
+        status = data.get("status")
+        if status not in ("active", "paused", "stopped"):
+            raise HttpError(400, "status must be one of active, paused, stopped")
+        drop = self.server.faults.chance(self.server.faults.drop_rate)
+        account = self.server.store.set_account_status(account_id, status, "http")
+        self._reply_write(drop, {"status": "success", "account": account})
+
+    def _update_number(self, ids: list[str], body: bytes) -> None:
+        account_id, number_id = _check_id(ids[0], "account"), _check_id(ids[1], "number")
+        data = _json_body(body, ("active", "paused"))
+        if not data:
+            raise HttpError(400, "nothing to update: give active and/or paused")
+        for key, value in data.items():
+            if not isinstance(value, bool):
+                raise HttpError(400, f"{key} must be true or false")
+        drop = self.server.faults.chance(self.server.faults.drop_rate)
+        number = self.server.store.update_number(account_id, number_id, **data, via="http")
+        self._reply_write(drop, {"status": "success", "number": number})
+
+    def _reply_write(self, drop: bool, payload: dict[str, Any]) -> None:
+        if not drop:
+            self._send(200, payload)
+            return
+        # Injected fault: the write is committed, the client never hears about it.
+        self.server.stats.fault("drop")
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    # responses -----------------------------------------------------------------------
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self._status = status
+        self.server.stats.status(status)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        try:
+            self.end_headers()
+            if getattr(self, "command", None) != "HEAD":
+                self.wfile.write(body)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away; nobody left to tell
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, 414, 431, 501) as JSON too."""
+        self.close_connection = True
+        reason = message or HTTPStatus(code).phrase
+        self._send(code, {"status": "error", "reason": reason})
+
+    def version_string(self) -> str:
+        return self.server_version  # without the Python version http.server would add
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Access lines are written by _handle (without headers or query strings)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http.server: " + format, *args)
+
+
+def _printable(path: str) -> str:
+    """The path (no query string) safe for one log line."""
+    path = urlsplit(path).path
+    clean = "".join(ch if ch.isprintable() else "?" for ch in path)
+    return clean if len(clean) <= 200 else clean[:200] + "..."
+
+
+# --- the server -------------------------------------------------------------------------
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its store, keys and faults, and its open connections."""
+
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        store: SandboxStore,
+        keys: tuple[str, str],
+        faults: Faults,
+        access_log: bool = False,
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.store = store
+        self.access_key, self.secret_key = (k.encode() for k in keys)
+        self.faults = faults
+        self.access_log = access_log
+        self.stats = ServerStats()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that broke mid-request is routine; anything else is logged."""
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self, wait_s: float = 2.0) -> None:
+        """End every open client connection; wait a little for their threads to finish."""
+        with self._connections_lock:
+            open_now = list(self._connections)
+        for conn in open_now:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with self._connections_lock:
+                if not self._connections:
+                    return
+            time.sleep(0.01)
+
+
+class RunningServer:
+    """A sandbox server serving in a background thread. Use as a context manager."""
+
+    def __init__(self, httpd: SandboxHTTPServer, thread: threading.Thread) -> None:
+        self._httpd = httpd
+        self._thread = thread
+        self.host, self.port = httpd.server_address[:2]
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{shown}:{self.port}{BASE_PATH}"
+        self.stopped = False
+
+    @property
+    def stats(self) -> ServerStats:
+        return self._httpd.stats
+
+    @property
+    def store(self) -> SandboxStore:
+        return self._httpd.store
+
+    def reset_stats(self) -> None:
+        self._httpd.stats.reset()
+
+    def stop(self) -> None:
+        """Stop accepting, end open connections, close the database. Idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._httpd.close_connections()
+        self._thread.join(timeout=5)
+        self._httpd.store.close()
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_server(
+    db_path: Path | str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_key: str = "test-access",
+    secret_key: str = "test-secret",
+    latency_ms: float = 0,
+    error_rate: float = 0.0,
+    drop_rate: float = 0.0,
+    rate_limit: float | None = None,
+    rng_seed: int | None = None,
+    access_log: bool = False,
+) -> RunningServer:
+    """Serve the wire API over `db_path` in a background thread; port 0 = ephemeral."""
+    if not access_key or not secret_key:
+        raise ValueError("access_key and secret_key must not be empty")
+    faults = Faults(latency_ms, error_rate, drop_rate, rate_limit, rng_seed)
+    store = SandboxStore(db_path)
+    try:
+        httpd = SandboxHTTPServer((host, port), store, (access_key, secret_key), faults, access_log)
+    except BaseException:
+        store.close()
+        raise
+    thread = threading.Thread(
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": 0.05},  # stop() returns quickly
+        name=f"sandbox-server-{httpd.server_address[1]}",
+        daemon=True,
+    )
+    thread.start()
+    return RunningServer(httpd, thread)
