@@ -43,7 +43,8 @@ def render_markdown(plan: Plan, *, mode: str = "plan", limit: int = GITHUB_COMME
     b = _Budget(limit)
     title = "Drift report" if mode == "drift" else "Plan"
     b.add(MARKER, force=True)
-    b.add(f"### reconciler {title.lower()}: {esc(summary_line(plan, mode))}", force=True)
+    headline = summary_line(plan, mode).removeprefix("Plan: ").removeprefix("Drift: ")
+    b.add(f"### reconciler {title.lower()}: {esc(headline)}", force=True)
     b.add("", force=True)
     s, ch = plan.summary, plan.charges
     b.add(
