@@ -18,8 +18,8 @@ def open_provider(
     if cfg.type == "sandbox":
         from reconciler.providers.sandbox.provider import SandboxProvider
 
-        seed = (settings_dir / cfg.seed) if cfg.seed else None
-        return SandboxProvider(settings_dir / cfg.database, seed=seed)
+        seed = Path(os.path.normpath(settings_dir / cfg.seed)) if cfg.seed else None
+        return SandboxProvider(Path(os.path.normpath(settings_dir / cfg.database)), seed=seed)
     from reconciler.providers.ctm import CtmProvider
 
     return CtmProvider(cfg, environ=os.environ if environ is None else environ)

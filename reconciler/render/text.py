@@ -84,11 +84,17 @@ def _charges(plan: Plan, style: Callable[..., str]) -> list[str]:
             "  Nothing managed is stopped: no fees are billed for resources that cannot ring."
         )
         return out
-    out.append(
-        f"  Once applied, {ch.stopped_monthly_total} {cur}/month keeps billing for "
-        f"{len(ch.items)} stopped resource(s) that cannot ring"
-    )
-    out.append(f"  ({ch.newly_stopped_monthly} {cur}/month of it newly stopped by this plan):")
+    if plan.changes:
+        out.append(
+            f"  Once applied, {ch.stopped_monthly_total} {cur}/month keeps billing for "
+            f"{len(ch.items)} stopped resource(s) that cannot ring"
+        )
+        out.append(f"  ({ch.newly_stopped_monthly} {cur}/month of it newly stopped by this plan):")
+    else:
+        out.append(
+            f"  {ch.stopped_monthly_total} {cur}/month keeps billing for "
+            f"{len(ch.items)} stopped resource(s) that cannot ring:"
+        )
     width = max(len(describe(i.address)) for i in ch.items[:MAX_CHARGE_ITEMS])
     for item in ch.items[:MAX_CHARGE_ITEMS]:
         tag = (
