@@ -1,0 +1,280 @@
+"""`reconciler sandbox ...`: thin click commands over the sandbox store, fleet and server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.cli import CONTEXT_SETTINGS, EXIT_OK, run_guarded
+from reconciler.errors import ReconcilerError
+
+ACCESS_KEY_ENV = "RECONCILER_SANDBOX_ACCESS_KEY"
+SECRET_KEY_ENV = "RECONCILER_SANDBOX_SECRET_KEY"
+
+
+class SandboxUsageError(ReconcilerError):
+    """A sandbox command was given a value it cannot use."""
+
+
+def _db_option(func: Any) -> Any:
+    return click.option(
+        "--db",
+        "db_path",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The sandbox database (SQLite file).",
+    )(func)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+def sandbox() -> None:
+    """The embedded sandbox provider: a local SQLite database of accounts and numbers.
+
+    \b
+    Example:
+      reconciler sandbox init --db .reconciler/sandbox.db --from config/sandbox-fleet.yaml
+      reconciler sandbox serve --db .reconciler/sandbox.db --port 8080
+    """
+
+
+@sandbox.command()
+@_db_option
+@click.option(
+    "--from",
+    "fleet_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Fleet file (YAML or JSON, the wire shape of SPEC §7).",
+)
+def init(db_path: Path, fleet_path: Path) -> None:
+    """Create or replace a sandbox database from a fleet file.
+
+    The database is built next to its final path and swapped in at the end, so a failed
+    init never leaves a half-written database behind.
+
+    \b
+    Example:
+      reconciler sandbox init --db .reconciler/sandbox.db --from config/sandbox-fleet.yaml
+    """
+
+    def body() -> int:
+        from reconciler.providers.sandbox.fleet import init_database
+
+        fleet = init_database(db_path, fleet_path)
+        click.echo(
+            f"{db_path}: {len(fleet.accounts)} accounts, {len(fleet.numbers)} numbers "
+            f"from {fleet_path}"
+        )
+        return EXIT_OK
+
+    run_guarded(body)
+
+
+@sandbox.command()
+@_db_option
+@click.option("--accounts", "n_accounts", required=True, type=int, help="Number of accounts.")
+@click.option(
+    "--numbers-per-account", "n_numbers", required=True, type=int, help="Numbers per account."
+)
+@click.option("--rng-seed", default=1, show_default=True, type=int, help="Same seed, same fleet.")
+@click.option(
+    "--fleet-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the fleet file (JSON if it ends in .json, else YAML).",
+)
+def generate(
+    db_path: Path, n_accounts: int, n_numbers: int, rng_seed: int, fleet_out: Path | None
+) -> None:
+    """Create or replace a sandbox database with a synthetic fleet.
+
+    Realistic names, unique US numbers, a mix of online and offline sources, some numbers
+    already stopped or paused. Deterministic for a given --rng-seed (and day).
+
+    \b
+    Example (100,000 numbers, for benchmarks):
+      reconciler sandbox generate --db /tmp/big.db --accounts 1000 --numbers-per-account 100
+    """
+
+    def body() -> int:
+        from reconciler.providers.sandbox.fleet import dump_fleet, write_fleet
+        from reconciler.providers.sandbox.generate import generate_database
+        from reconciler.providers.sandbox.store import SandboxStore
+
+        if not 1 <= n_accounts <= 100_000:
+            raise SandboxUsageError(f"--accounts must be between 1 and 100000, not {n_accounts}")
+        if not 0 <= n_numbers <= 10_000:
+            raise SandboxUsageError(
+                f"--numbers-per-account must be between 0 and 10000, not {n_numbers}"
+            )
+        started = time.perf_counter()
+        accounts, numbers = generate_database(db_path, n_accounts, n_numbers, rng_seed)
+        seconds = time.perf_counter() - started
+        click.echo(f"{db_path}: {accounts} accounts, {numbers} numbers in {seconds:.2f}s")
+        if fleet_out is not None:
+            with SandboxStore(db_path) as store:
+                write_fleet(dump_fleet(store), fleet_out)
+            click.echo(f"wrote {fleet_out}")
+        return EXIT_OK
+
+    run_guarded(body)
+
+
+@sandbox.command()
+@_db_option
+def show(db_path: Path) -> None:
+    """Print the live state of a sandbox database as JSON, in the fleet shape.
+
+    The output is a valid fleet file: `show` then `init --from` gives the same database.
+
+    \b
+    Example:
+      reconciler sandbox show --db .reconciler/sandbox.db > fleet.json
+    """
+
+    def body() -> int:
+        from reconciler.providers.sandbox.fleet import dump_fleet
+        from reconciler.providers.sandbox.store import SandboxStore
+
+        with SandboxStore(db_path) as store:
+            data = dump_fleet(store)
+        click.echo(json.dumps(data, indent=2))
+        return EXIT_OK
+
+    run_guarded(body)
+
+
+@sandbox.command()
+@_db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="0 = any free port.")
+@click.option("--access-key", help=f"Access key clients must send (default: env {ACCESS_KEY_ENV}).")
+@click.option("--secret-key", help=f"Secret key clients must send (default: env {SECRET_KEY_ENV}).")
+@click.option("--latency-ms", default=0.0, type=float, help="Added to every response.")
+@click.option("--error-rate", default=0.0, type=float, help="Share of requests answered 503.")
+@click.option(
+    "--drop-rate",
+    default=0.0,
+    type=float,
+    help="Share of writes committed, then the connection closed without a response.",
+)
+@click.option("--rate-limit", type=float, help="Requests per second; beyond it 429.")
+@click.option("--rng-seed", type=int, help="Seed for the fault dice (reproducible runs).")
+@click.option("-v", "--verbose", count=True, help="Access log on stderr: one line per request.")
+def serve(
+    db_path: Path,
+    host: str,
+    port: int,
+    access_key: str | None,
+    secret_key: str | None,
+    latency_ms: float,
+    error_rate: float,
+    drop_rate: float,
+    rate_limit: float | None,
+    rng_seed: int | None,
+    verbose: int,
+) -> None:
+    """Serve the provider's HTTP API (SPEC §7) over a sandbox database until stopped.
+
+    Clients authenticate with HTTP Basic (access key, secret key). Fault flags make it
+    slow or unreliable on purpose, for testing clients. Stop with Ctrl-C or SIGTERM.
+
+    \b
+    Example:
+      export RECONCILER_SANDBOX_ACCESS_KEY=dev RECONCILER_SANDBOX_SECRET_KEY=dev-secret
+      reconciler sandbox serve --db .reconciler/sandbox.db --port 8080 --error-rate 0.1
+    """
+
+    def body() -> int:
+        keys = _keys(access_key, secret_key)
+        _check_faults(latency_ms, error_rate, drop_rate, rate_limit, port)
+        if verbose:
+            logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        return _serve(
+            db_path,
+            host,
+            port,
+            keys,
+            {
+                "latency_ms": latency_ms,
+                "error_rate": error_rate,
+                "drop_rate": drop_rate,
+                "rate_limit": rate_limit,
+                "rng_seed": rng_seed,
+            },
+            bool(verbose),
+        )
+
+    run_guarded(body)
+
+
+def _keys(access_key: str | None, secret_key: str | None) -> tuple[str, str]:
+    access = access_key or os.environ.get(ACCESS_KEY_ENV, "")
+    secret = secret_key or os.environ.get(SECRET_KEY_ENV, "")
+    if not access or not secret:
+        raise SandboxUsageError(
+            "the server needs keys: give --access-key and --secret-key, or set "
+            f"{ACCESS_KEY_ENV} and {SECRET_KEY_ENV}"
+        )
+    return access, secret
+
+
+def _check_faults(
+    latency_ms: float, error_rate: float, drop_rate: float, rate_limit: float | None, port: int
+) -> None:
+    if not 0 <= port <= 65535:
+        raise SandboxUsageError(f"--port must be between 0 and 65535, not {port}")
+    if latency_ms < 0:
+        raise SandboxUsageError("--latency-ms must be >= 0")
+    for flag, rate in (("--error-rate", error_rate), ("--drop-rate", drop_rate)):
+        if not 0 <= rate <= 1:
+            raise SandboxUsageError(f"{flag} must be between 0 and 1 (a share), not {rate}")
+    if rate_limit is not None and rate_limit <= 0:
+        raise SandboxUsageError("--rate-limit must be > 0 requests per second")
+
+
+def _serve(
+    db_path: Path,
+    host: str,
+    port: int,
+    keys: tuple[str, str],
+    faults: dict[str, Any],
+    access_log: bool,
+) -> int:
+    from reconciler.providers.sandbox.server import start_server
+
+    try:
+        server = start_server(
+            db_path,
+            host=host,
+            port=port,
+            access_key=keys[0],
+            secret_key=keys[1],
+            access_log=access_log,
+            **faults,
+        )
+    except OSError as exc:
+        raise SandboxUsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    click.echo(f"Serving the sandbox API at {server.url} (database {db_path}); Ctrl-C stops.")
+    sys.stdout.flush()
+    while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
+        pass
+    server.stop()
+    total = server.stats.total
+    click.echo(f"Stopped the sandbox server ({total} requests served); database closed.")
+    return EXIT_OK
