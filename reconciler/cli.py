@@ -36,6 +36,21 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Usage errors exit 1, not click's 2: exit 2 means "changes" or "drift" here."""
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(EXIT_OK)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(EXIT_ERROR)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(EXIT_ERROR)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
         for name in self.list_commands(ctx):
@@ -189,8 +204,25 @@ def schema(out_dir: str, check: bool) -> None:
     run_guarded(body)
 
 
+def _shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from reconciler.shard import parse_shard
+
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--account, --format and --no-color (plus --config and -v) for plan, apply and drift."""
+    """--account, --shard, --format, --no-color (plus --config, -v) for plan, apply, drift."""
+    func = click.option(
+        "--shard",
+        metavar="K/N",
+        callback=_shard_option,
+        help="Only accounts of shard K of N (stable hash of the account id), for CI matrices.",
+    )(func)
     func = click.option(
         "--no-color", is_flag=True, help="No colour (also when NO_COLOR is set or not a TTY)."
     )(func)
@@ -242,6 +274,7 @@ def plan(
     no_color: bool,
     out_file: str | None,
     detailed_exitcode: bool,
+    shard: tuple[int, int] | None,
 ) -> None:
     """Read live state and show what apply would change, and what keeps billing.
 
@@ -259,7 +292,7 @@ def plan(
         from reconciler.render import render
         from reconciler.render.json import render_json
 
-        planned = make_plan(config_dir, accounts)
+        planned = make_plan(config_dir, accounts, shard=shard)
         planned.provider.close()
         result = planned.plan
         click.echo(render(result, fmt, color=use_color(no_color)), nl=False)
@@ -278,7 +311,12 @@ def plan(
 @main.command()
 @plan_options
 def drift(
-    config_dir: str, verbose: int, accounts: tuple[str, ...], fmt: str, no_color: bool
+    config_dir: str,
+    verbose: int,
+    accounts: tuple[str, ...],
+    fmt: str,
+    no_color: bool,
+    shard: tuple[int, int] | None,
 ) -> None:
     """Report where live state differs from the config (exit 2), for scheduled checks.
 
@@ -293,7 +331,7 @@ def drift(
         from reconciler.engine import make_plan
         from reconciler.render import render
 
-        planned = make_plan(config_dir, accounts)
+        planned = make_plan(config_dir, accounts, shard=shard)
         planned.provider.close()
         click.echo(render(planned.plan, fmt, mode="drift", color=use_color(no_color)), nl=False)
         if planned.plan.errors:
@@ -380,6 +418,7 @@ def apply(
     auto_approve: bool,
     force: bool,
     report_file: str | None,
+    shard: tuple[int, int] | None,
 ) -> None:
     """Make live match the config: plan, confirm, write, re-read and verify.
 
@@ -396,6 +435,7 @@ def apply(
         return _run_apply(
             config_dir,
             accounts,
+            shard,
             fmt,
             use_color(no_color),
             plan_file,
@@ -410,6 +450,7 @@ def apply(
 def _run_apply(
     config_dir: str,
     accounts: tuple[str, ...],
+    shard: tuple[int, int] | None,
     fmt: str,
     color: bool,
     plan_file: str | None,
@@ -421,7 +462,7 @@ def _run_apply(
     from reconciler.lock import apply_lock
     from reconciler.render import render
 
-    planned = make_plan(config_dir, accounts)
+    planned = make_plan(config_dir, accounts, shard=shard)
     with planned.provider as provider:
         plan = planned.plan
         if plan_file:
@@ -441,7 +482,9 @@ def _run_apply(
         if not auto_approve and not _confirm(plan, provider.target, say):
             return EXIT_ERROR
         with apply_lock(provider.target):
-            fresh = make_plan(config_dir, accounts, provider=provider, desired=planned.desired)
+            fresh = make_plan(
+                config_dir, accounts, provider=provider, desired=planned.desired, shard=shard
+            )
             if fresh.plan.checksum != plan.checksum:
                 fail(
                     "live state changed while waiting for approval; nothing was applied. "

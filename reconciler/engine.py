@@ -45,6 +45,22 @@ def open_for(desired: DesiredState) -> Provider:
     return open_provider(desired.settings, settings_dir(desired))
 
 
+def shard_accounts(desired: DesiredState, shard: tuple[int, int] | None) -> DesiredState:
+    """Only the accounts of shard K of N (see shard.py)."""
+    if shard is None:
+        return desired
+    from reconciler.shard import in_shard
+
+    keep = [a for a in desired.accounts if in_shard(a, shard)]
+    return DesiredState(
+        desired.config_dir,
+        desired.settings,
+        desired.settings_path,
+        {a: desired.accounts[a] for a in keep},
+        desired.digest,
+    )
+
+
 def make_plan(
     config_dir: str,
     accounts: tuple[str, ...] | list[str] = (),
@@ -52,11 +68,12 @@ def make_plan(
     provider: Provider | None = None,
     now: datetime | None = None,
     desired: DesiredState | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Planned:
     """Config + live -> Plan. The caller closes `Planned.provider`."""
     if desired is None:
         desired = load_config(config_dir)
-    desired = scope_accounts(desired, accounts)
+    desired = shard_accounts(scope_accounts(desired, accounts), shard)
     provider = provider or open_for(desired)
     try:
         live = provider.read(list(desired.accounts))
