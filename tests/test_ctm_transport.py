@@ -377,17 +377,16 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     return context
 
 
-def test_tls_verification_is_always_on(
-    self_signed: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CURL_CA_BUNDLE", "")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "")
+def test_tls_verification_is_always_on(self_signed: ssl.SSLContext) -> None:
+    """A self-signed certificate is refused at once (default policy: TLS is not retried)."""
+    answer = lambda *_: (200, ACCOUNT, {})  # noqa: E731
     with (
-        client(lambda *_: (200, ACCOUNT, {}), tls=self_signed) as (provider, seen),
+        client(answer, tls=self_signed, retry=RetryPolicy()) as (provider, seen),
         pytest.raises(ProviderError, match=r"TLS error with https://127\.0\.0\.1:\d+: .*verif"),
     ):
         provider.read(["1"])
     assert seen == []  # the handshake failed before any request (or key) was sent
+    assert provider.retries_made == 0  # a bad certificate does not get better by retrying
 
 
 # --- secrets never leak -------------------------------------------------------------------

@@ -23,8 +23,9 @@ Design, in the order a request meets it:
   a server that is down is reported within about a second), and no retry that would start
   more than 120 s after the request began. A ``Retry-After`` above 60 s is not waited out:
   the request fails at once with the server's figure, since a client sleeping for minutes
-  inside a CI job looks hung. ``raise_on_status`` is off, so the last response of a spent
-  budget becomes a clear :class:`~reconciler.errors.ProviderTransientError`.
+  inside a CI job looks hung. TLS failures are not retried. ``raise_on_status`` is off, so
+  the last response of a spent budget becomes a clear
+  :class:`~reconciler.errors.ProviderTransientError`.
 - **Minimal reads.** One account: ``GET /accounts/{id}``. Several: ``GET /accounts`` page 1
   (150 per page) and then whichever is cheaper for the ids it did not contain: the remaining
   list pages or one GET per remaining id (so the cost is at most one more request than the
@@ -38,8 +39,9 @@ Design, in the order a request meets it:
   apply verifies the whole result with one bulk re-read.
 - **Errors** become one line, ``ctm: GET /accounts/1001/numbers: 401 Unauthorized: check
   CTM_ACCESS_KEY and CTM_SECRET_KEY``, raised as :class:`~reconciler.errors.ProviderError`
-  subclasses. Credentials live only in the ``Authorization`` header (never in URLs), and
-  every message and log line passes through :meth:`CtmProvider._redact`.
+  subclasses. Credentials live only in the ``Authorization`` header (never in URLs or log
+  lines); server-supplied text is redacted before it is quoted, and every error leaving a
+  public method passes through :meth:`CtmProvider._redact` once more.
 
 Logger ``reconciler.providers.ctm``: ``request: method=GET path=/accounts page=2 status=200
 ms=21 attempts=1`` at DEBUG for every request, ``retry: ...`` at INFO for every retry.
@@ -215,7 +217,8 @@ class _GatedRetry(Retry):
             self.gate.local.gave_up = why
             raise MaxRetryError(_pool, url, error or ResponseError(why))  # type: ignore[arg-type]
         cause = f"status={response.status}" if response is not None else _cause(error)
-        log.info("retry: method=%s %s wait=%.2f", method, cause, wait)
+        path = urlsplit(url or "").path
+        log.info("retry: method=%s path=%s %s wait=%.2f", method, path, cause, wait)
         if retry_after:
             self.gate.bucket.defer(retry_after)
         return fresh
@@ -354,6 +357,7 @@ class CtmProvider(Provider):
         retry = _GatedRetry(
             total=p.retries,
             connect=p.connect_retries,
+            other=0,  # TLS verification and proxy failures do not fix themselves
             redirect=0,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=Retry.DEFAULT_ALLOWED_METHODS | {"POST"},
