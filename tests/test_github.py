@@ -1,0 +1,161 @@
+"""GitHub integration files: workflows and the composite action pass actionlint, follow
+least privilege, never interpolate untrusted text into scripts; the pre-commit hook works."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTION = ROOT / ".github" / "actions" / "reconciler" / "action.yml"
+
+
+def actionlint() -> str:
+    found = shutil.which("actionlint") or str(Path(sys.executable).with_name("actionlint"))
+    if not Path(found).exists():
+        pytest.fail("actionlint is not installed: pip install -e '.[test]'")
+    return found
+
+
+def lint(paths: list[Path], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [actionlint(), "-color=false", *map(str, paths)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_all_workflows_pass_actionlint():
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "plan.yml", "apply.yml", "drift.yml"}
+    result = lint(WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_bad_use_of_the_action(tmp_path):
+    """The check can fail: a wrong input name on the local action is reported."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / ".github", repo / ".github")
+    subprocess.run(
+        ["git", "init", "-q", str(repo)], check=True
+    )  # actionlint finds the root by .git
+    plan = repo / ".github" / "workflows" / "plan.yml"
+    plan.write_text(plan.read_text().replace("command: validate", "comand: validate"))
+    result = lint([plan], cwd=repo)
+    assert result.returncode != 0 and "comand" in result.stdout
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_least_privilege(path):
+    wf = load(path)
+    assert wf["permissions"] == {"contents": "read"}, "top-level permissions must be read-only"
+    for job in wf["jobs"].values():
+        perms = job.get("permissions", {})
+        assert set(perms.values()) <= {"read", "write"}
+        assert "write-all" not in str(perms) and "contents: write" not in str(perms)
+
+
+EXPECTED_WRITES = {
+    "plan.yml": {"pull-requests"},
+    "drift.yml": {"issues"},
+    "apply.yml": set(),
+    "ci.yml": set(),
+}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_only_the_writes_each_job_needs(path):
+    writes = {
+        k
+        for job in load(path)["jobs"].values()
+        for k, v in job.get("permissions", {}).items()
+        if v == "write"
+    }
+    assert writes == EXPECTED_WRITES[path.name]
+
+
+UNTRUSTED = re.compile(r"\$\{\{\s*(inputs\.|github\.event\.|github\.head_ref|steps\.[^}]*outputs)")
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=[p.name for p in [*WORKFLOWS, ACTION]])
+def test_no_expression_interpolated_into_scripts(path):
+    """Untrusted or step-produced text reaches scripts only through env variables."""
+    data = load(path)
+    steps = [s for job in data.get("jobs", {}).values() for s in job.get("steps", [])]
+    steps += data.get("runs", {}).get("steps", [])
+    for step in steps:
+        for field in ("run", "script"):
+            text = step.get(field) or (step.get("with") or {}).get(field) or ""
+            assert not UNTRUSTED.search(text), f"{path.name}: {step.get('name')}: {field}"
+
+
+def test_secrets_only_through_env_names_from_settings():
+    for path in WORKFLOWS:
+        text = path.read_text()
+        for line in text.splitlines():
+            if "secrets." in line:
+                assert re.match(
+                    r"\s+CTM_(ACCESS|SECRET)_KEY: \$\{\{ secrets\.CTM_\w+ \}\}$", line
+                ), line
+
+
+def test_apply_is_serialised_and_never_cancelled():
+    wf = load(ROOT / ".github" / "workflows" / "apply.yml")
+    assert wf["concurrency"] == {"group": "reconciler-apply", "cancel-in-progress": False}
+    assert wf["jobs"]["apply"]["environment"] == "production"
+    assert "workflow_dispatch" in wf[True]  # `on:` loads as True in YAML 1.1
+
+
+def test_composite_action_interface():
+    action = load(ACTION)
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) >= {"command", "config-dir", "format", "args"}
+    assert set(action["outputs"]) >= {"exit-code", "checksum", "report"}
+    for step in action["runs"]["steps"]:
+        assert step["shell"] == "bash"
+
+
+def test_workflows_use_the_composite_action_themselves():
+    for name in ("plan.yml", "apply.yml", "drift.yml"):
+        assert (
+            "uses: ./.github/actions/reconciler" in (ROOT / ".github/workflows" / name).read_text()
+        )
+
+
+def test_pre_commit_hook_definition_runs_validate(tmp_path):
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "reconciler-validate" and hook["pass_filenames"] is False
+    files = re.compile(hook["files"])
+    assert files.search("config/accounts/acme.yaml") and files.search("config/reconciler.yaml")
+    assert not files.search("README.md")
+    entry = hook["entry"].split()
+    script = str(Path(sys.executable).with_name(entry[0]))
+    ok = subprocess.run(
+        [script, *entry[1:], "--config", str(ROOT / "config")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "cfg" / "accounts"
+    bad.mkdir(parents=True)
+    (bad / "a.yaml").write_text("account:\n  id: 1\n  status: off\n")
+    failed = subprocess.run(
+        [script, *entry[1:], "--config", str(tmp_path / "cfg")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1 and "a.yaml:3:" in failed.stderr
