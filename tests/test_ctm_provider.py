@@ -281,8 +281,9 @@ def test_a_429_storm_is_ridden_out_honouring_retry_after(tmp_path: Path) -> None
     limited = stats["by_status"].get(429, 0)
     assert limited > 0 and provider.retries_made == limited
     assert elapsed >= 0.9  # 25 requests at 15/s with a full bucket of 15: at least one wait
-    # Retry-After pauses every thread: a storm would be ~8 refusals per refill, not dozens
-    assert limited <= 3 * 8
+    # One refill window: at most one refusal per thread (those already in flight); the
+    # shared pause on Retry-After keeps new attempts back (measured: 3-4 with it, 8 without)
+    assert limited <= 8
 
 
 def test_matching_rates_sustain_100_rps_without_429s(tmp_path: Path) -> None:
