@@ -89,7 +89,8 @@ def init(db_path: Path, fleet_path: Path) -> None:
 @click.option(
     "--fleet-out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the fleet file (JSON if it ends in .json, else YAML).",
+    help="Also write the fleet file: JSON if it ends in .json, else YAML (JSON loads "
+    "about 50x faster: use it for fleets of many thousands of numbers).",
 )
 def generate(
     db_path: Path, n_accounts: int, n_numbers: int, rng_seed: int, fleet_out: Path | None
