@@ -296,17 +296,18 @@ def _show(value: Any) -> str:
 def _desired_account(model: AccountFile, loaded: LoadedYaml) -> DesiredAccount:
     acc = model.account
     account_id = str(acc.id)
+    lines = _key_lines(loaded)
     numbers = tuple(
         DesiredNumber(
             number=n.number,
             account_id=account_id,
             calls=n.calls,
             swapping=n.swapping,
-            until=_utc(n.until),
+            until=_utc(n.until) if n.until else None,
             note=n.note,
             protected=n.protected,
-            source=Source(loaded.path, loaded.where(("numbers", i, "number"))[0]),
-            field_lines=_field_lines(loaded, ("numbers", i)),
+            source=Source(loaded.path, loaded.marks.get(("numbers", i, "number"), (0, 0))[0]),
+            field_lines=lines.get(("numbers", i), {}),
         )
         for i, n in enumerate(model.numbers)
     )
@@ -319,16 +320,17 @@ def _desired_account(model: AccountFile, loaded: LoadedYaml) -> DesiredAccount:
         protected=acc.protected,
         source=Source(loaded.path, loaded.where(("account", "id"))[0]),
         numbers=numbers,
-        field_lines=_field_lines(loaded, ("account",)),
+        field_lines=lines.get(("account",), {}),
     )
 
 
-def _field_lines(loaded: LoadedYaml, at: Path_) -> dict[str, int]:
-    return {
-        str(p[-1]): lc[0]
-        for p, lc in loaded.marks.items()
-        if len(p) == len(at) + 1 and p[: len(at)] == at and isinstance(p[-1], str)
-    }
+def _key_lines(loaded: LoadedYaml) -> dict[Path_, dict[str, int]]:
+    """For every mapping, the line each of its keys is written on (one pass over marks)."""
+    out: dict[Path_, dict[str, int]] = {}
+    for path, (line, _col) in loaded.marks.items():
+        if path and isinstance(path[-1], str):
+            out.setdefault(path[:-1], {})[path[-1]] = line
+    return out
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -243,7 +243,7 @@ class Source:
         return f"{self.path}:{self.line}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen __init__ is 3x slower at 100,000 numbers
 class DesiredNumber:
     number: str
     account_id: str
@@ -257,7 +257,7 @@ class DesiredNumber:
     field_lines: dict[str, int] = field(default_factory=dict, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DesiredAccount:
     id: str
     name: str | None

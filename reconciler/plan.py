@@ -26,6 +26,7 @@ from reconciler.models import (
     Plan,
     ProviderInfo,
     Settings,
+    Source,
     Summary,
     jsonable,
 )
@@ -264,9 +265,9 @@ def _plan_number(
     ):
         value, reason = effective(written, num.until, b.now, default)
         current = getattr(live, fld)
-        src = _src(num.source, num.field_lines, fld)
         if value == current:
             continue
+        src = _src(num.source, num.field_lines, fld)
         action = NUMBER_ACTIONS[(fld, current, value)]
         if action == "pause" and not live.online:
             b.error(
@@ -322,7 +323,7 @@ def _plan_number(
     if not changed:
         b.unchanged += 1
     final_calls = b.final_calls.get(num.number, live.calls)
-    if final_calls == "stopped" and live.calls == "stopped":
+    if final_calls == "stopped" and live.calls == "stopped" and _is_stale(b, live.active_changed):
         _stale(
             b,
             address,
@@ -331,20 +332,25 @@ def _plan_number(
             num.number,
             _src(num.source, num.field_lines, "calls"),
         )
-    _window(
-        b,
-        address,
-        num.until,
-        num.calls == "stopped" or num.swapping == "paused",
-        "calls are allowed and swapping active again",
-        _src(num.source, num.field_lines, "until"),
-    )
+    if num.until is not None:
+        _window(
+            b,
+            address,
+            num.until,
+            num.calls == "stopped" or num.swapping == "paused",
+            "calls are allowed and swapping active again",
+            _src(num.source, num.field_lines, "until"),
+        )
     return changed
 
 
-def _src(source: object, lines: dict[str, int], key: str) -> str:
-    path, line = str(source).rsplit(":", 1)
-    return f"{path}:{lines.get(key, int(line))}"
+def _src(source: Source, lines: dict[str, int], key: str) -> str:
+    """`file:line` of `key` when it is written, else of the entry itself."""
+    return f"{source.path}:{lines.get(key, source.line)}"
+
+
+def _is_stale(b: _Builder, since: datetime | None) -> bool:
+    return since is not None and b.now - since > timedelta(days=b.settings.policy.stale_stop_days)
 
 
 def _window(
