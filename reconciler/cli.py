@@ -458,12 +458,17 @@ def _run_apply(
     force: bool,
     report_file: str | None,
 ) -> int:
-    from reconciler.engine import make_plan
+    from reconciler.config import load_config
+    from reconciler.engine import make_plan, open_for
     from reconciler.lock import apply_lock
     from reconciler.render import render
 
-    planned = make_plan(config_dir, accounts, shard=shard)
-    with planned.provider as provider:
+    desired = load_config(config_dir)
+    # The lock is taken before planning and held through approval and writes, so the plan
+    # that is shown is the plan that is applied: no other apply from this machine can
+    # interleave, and nothing needs to be read a second time.
+    with open_for(desired) as provider, apply_lock(provider.target):
+        planned = make_plan(config_dir, accounts, provider=provider, desired=desired, shard=shard)
         plan = planned.plan
         if plan_file:
             _check_saved_plan(plan_file, plan)
@@ -481,16 +486,7 @@ def _run_apply(
             return EXIT_OK
         if not auto_approve and not _confirm(plan, provider.target, say):
             return EXIT_ERROR
-        with apply_lock(provider.target):
-            fresh = make_plan(
-                config_dir, accounts, provider=provider, desired=planned.desired, shard=shard
-            )
-            if fresh.plan.checksum != plan.checksum:
-                fail(
-                    "live state changed while waiting for approval; nothing was applied. "
-                    "Run apply again to see the new plan"
-                )
-            report = _execute(provider, planned, say)
+        report = _execute(provider, planned, say)
         if report_file:
             import json
 
