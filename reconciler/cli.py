@@ -76,6 +76,9 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # urllib3 announces every retry as a warning; reconciler reports the outcome in one line
+    # (and its own retry log at -v), so urllib3 speaks only at -vv.
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
 
 
 def config_options(func: Callable[..., Any]) -> Callable[..., Any]:
