@@ -439,3 +439,49 @@ def test_interactive_yes_applies_with_progress(project):
     assert code == 0, out
     assert "Applying" in out and "Verified: 5/5" in out
     assert len(audit(project)) == 5
+
+
+def _ctm_config(project: Path, base_url: str) -> None:
+    (project / "config" / "reconciler.yaml").write_text(
+        f"provider:\n  type: ctm\n  base_url: {base_url}\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["plan", "drift", "apply"])
+def test_server_down_is_one_line_and_exit_1(project, monkeypatch, command):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _ctm_config(project, f"http://127.0.0.1:{port}/api/v1")
+    monkeypatch.setenv("CTM_ACCESS_KEY", "ak")
+    monkeypatch.setenv("CTM_SECRET_KEY", "sk-not-shown")
+    code, out = run(command, "--auto-approve") if command == "apply" else run(command)
+    assert code == 1
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert lines == [
+        f"Error: ctm: GET /accounts: cannot connect to http://127.0.0.1:{port} "
+        "(connection refused) (after 3 attempts)"
+    ]
+
+
+def test_wrong_keys_is_one_line_and_exit_1(project, monkeypatch):
+    run("plan")
+    with start_server(
+        project / ".reconciler" / "sandbox.db", access_key="ak", secret_key="right"
+    ) as server:
+        _ctm_config(project, server.url)
+        monkeypatch.setenv("CTM_ACCESS_KEY", "ak")
+        monkeypatch.setenv("CTM_SECRET_KEY", "wrong-secret-value")
+        code, out = run("plan", "-vv")
+    assert code == 1 and "401" in out and "CTM_SECRET_KEY" in out
+    assert "wrong-secret-value" not in out and "Traceback" not in out
+    assert out.count("Error:") == 1
+
+
+def test_missing_key_variable_names_it(project, monkeypatch):
+    _ctm_config(project, "https://api.example.com/api/v1")
+    monkeypatch.delenv("CTM_ACCESS_KEY", raising=False)
+    code, out = run("plan")
+    assert code == 1 and "environment variable CTM_ACCESS_KEY is not set" in out
