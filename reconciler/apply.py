@@ -9,8 +9,8 @@ Only resources in the plan are ever written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -168,46 +168,53 @@ def apply_changes(
 ) -> ApplyReport:
     """Run the plan's writes in safe phases; stop cleanly on KeyboardInterrupt."""
     report = ApplyReport(plan, started_at=_now())
-    results = {id(c): ActionResult(c) for c in plan.changes}
-    report.results = list(results.values())
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apply") as pool:
+    runner = _Runner(provider, plan, max(1, concurrency), on_result)
+    report.results = list(runner.results.values())
+    with ThreadPoolExecutor(max_workers=runner.limit, thread_name_prefix="apply") as pool:
         try:
             for ph in range(4):
-                batch = [c for c in plan.changes if phase(c) == ph]
-                _run_phase(pool, max(1, concurrency), provider, batch, results, on_result, stop)
-                if stop.is_set():
-                    break
+                runner.run_phase(pool, [c for c in plan.changes if phase(c) == ph])
         except KeyboardInterrupt:
-            stop.set()
             report.interrupted = True
-            pool.shutdown(wait=True, cancel_futures=True)
+            runner.drain()
     report.finished_at = _now()
     return report
 
 
-def _run_phase(
-    pool: ThreadPoolExecutor,
-    limit: int,
-    provider: Provider,
-    batch: list[Change],
-    results: dict[int, ActionResult],
-    on_result: Callable[[ActionResult], None],
-    stop: threading.Event,
-) -> None:
-    pending: set[Future[ActionResult]] = set()
-    queue = list(reversed(batch))
-    # keep at most `limit` submitted, so a stop leaves the rest unstarted
-    while queue or pending:
-        while queue and len(pending) < limit and not stop.is_set():
-            pending.add(pool.submit(run_action, provider, queue.pop()))
-        if not pending:
-            break
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for fut in done:
-            res = fut.result()
-            results[id(res.change)] = _merge(results[id(res.change)], res)
-            on_result(results[id(res.change)])
+class _Runner:
+    """Keeps at most `limit` writes in flight, so a stop leaves the rest unstarted, and
+    knows which writes are in flight, so an interrupted run still records their outcome."""
+
+    def __init__(
+        self, provider: Provider, plan: Plan, limit: int, on_result: Callable[[ActionResult], None]
+    ) -> None:
+        self.provider, self.limit, self.on_result = provider, limit, on_result
+        self.results = {id(c): ActionResult(c) for c in plan.changes}
+        self.pending: set[Future[ActionResult]] = set()
+
+    def run_phase(self, pool: ThreadPoolExecutor, batch: list[Change]) -> None:
+        queue = list(reversed(batch))
+        while queue or self.pending:
+            while queue and len(self.pending) < self.limit:
+                self.pending.add(pool.submit(run_action, self.provider, queue.pop()))
+            done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
+            for result in [self.record(fut) for fut in done]:  # all recorded before reporting
+                self.on_result(result)
+
+    def record(self, fut: Future[ActionResult]) -> ActionResult:
+        res = fut.result()
+        return _merge(self.results[id(res.change)], res)
+
+    def drain(self) -> None:
+        """After an interrupt: let in-flight writes finish and record them; start nothing."""
+        while self.pending:
+            try:
+                done, self.pending = wait(self.pending)
+            except KeyboardInterrupt:
+                continue  # a second Ctrl-C cannot stop a write already sent; keep waiting
+            for result in [self.record(fut) for fut in done]:
+                with contextlib.suppress(KeyboardInterrupt):
+                    self.on_result(result)
 
 
 def _merge(slot: ActionResult, res: ActionResult) -> ActionResult:
