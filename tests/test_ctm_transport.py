@@ -389,6 +389,26 @@ def test_tls_verification_is_always_on(self_signed: ssl.SSLContext) -> None:
     assert provider.retries_made == 0  # a bad certificate does not get better by retrying
 
 
+@pytest.mark.parametrize(
+    "env",
+    [{"CURL_CA_BUNDLE": ""}, {"REQUESTS_CA_BUNDLE": ""}, {"PYTHONHTTPSVERIFY": "0"}],
+    ids=["CURL_CA_BUNDLE empty", "REQUESTS_CA_BUNDLE empty", "PYTHONHTTPSVERIFY=0"],
+)
+def test_tls_verification_cannot_be_turned_off_by_the_environment(
+    self_signed: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    """Environment tricks that disable verification elsewhere change nothing here."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    answer = lambda *_: (200, ACCOUNT, {})  # noqa: E731
+    with (
+        client(answer, tls=self_signed, retry=RetryPolicy()) as (provider, seen),
+        pytest.raises(ProviderError, match=r"TLS error"),
+    ):
+        provider.read(["1"])
+    assert seen == []
+
+
 # --- secrets never leak -------------------------------------------------------------------
 
 
