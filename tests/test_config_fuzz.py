@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -152,3 +153,57 @@ def test_random_yaml_documents_never_raise(doc):
 @given(st.binary(max_size=200))
 def test_random_bytes_never_raise(raw):
     run_validate(raw)
+
+
+SETTINGS = (ROOT / "config" / "reconciler.yaml").read_text()
+SETTINGS_LINES = SETTINGS.splitlines(keepends=True)
+settings_mutation = st.tuples(
+    st.sampled_from(["delete", "insert", "replace_value"]),
+    st.integers(0, len(SETTINGS_LINES)),
+    st.sampled_from([*YAML_SNIPPETS, "-1", "1e400", "http://x", "ctm", "USD", '"3.001"']),
+)
+
+
+def run_validate_settings(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp)
+        (cfg / "accounts").mkdir()
+        (cfg / "accounts" / "a.yaml").write_text(VALID)
+        (cfg / "reconciler.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
+        result = CliRunner().invoke(main, ["validate", "--config", str(cfg)])
+    assert result.exit_code in (0, 1), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    if result.exit_code == 1:
+        assert "reconciler.yaml" in result.output, result.output
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(settings_mutation, min_size=1, max_size=4))
+def test_mutations_of_the_settings_file_never_raise(mutations):
+    lines = list(SETTINGS_LINES)
+    for kind, pos, payload in mutations:
+        if kind == "delete" and lines:
+            del lines[pos % len(lines)]
+        elif kind == "insert":
+            lines.insert(pos % (len(lines) + 1), payload + "\n")
+        elif lines:
+            i = pos % len(lines)
+            head, sep, _ = lines[i].partition(":")
+            lines[i] = f"{head}{sep or ':'} {payload}\n"
+    run_validate_settings("".join(lines))
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutation, min_size=1, max_size=8))
+def test_many_mutations_never_raise(mutations):
+    run_validate(apply_mutations(mutations))
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents)
+def test_many_random_documents_never_raise(doc):
+    run_validate(yaml.safe_dump(doc, allow_unicode=True))
