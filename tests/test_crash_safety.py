@@ -88,26 +88,20 @@ def rig(tmp_path: Path):
     return tmp_path, base_db
 
 
-def _apply(cwd: Path, cfg: Path, env: dict, **kw) -> subprocess.Popen:
+def _argv(cfg: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "reconciler", *extra, "--config", str(cfg)]
+
+
+def _apply(cwd: Path, cfg: Path, env: dict) -> subprocess.Popen:
+    """A background `apply --auto-approve --report report.json`."""
+    argv = [*_argv(cfg, "apply"), "--auto-approve", "--report", str(cwd / "report.json")]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "apply",
-            "--config",
-            str(cfg),
-            "--auto-approve",
-            "--report",
-            str(cwd / "report.json"),
-        ],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kw,
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def _run(cwd: Path, env: dict, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def _env(tmp: Path) -> dict:
@@ -144,38 +138,15 @@ def _trial(tmp: Path, base_db: Path, kill_after: float | None, sig: int = signal
             time.sleep(kill_after)
             proc.send_signal(sig)
             first_out, _ = proc.communicate(timeout=60)
-        rerun = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "reconciler",
-                "apply",
-                "--config",
-                str(cfg),
-                "--auto-approve",
-                "--report",
-                str(tmp / "report2.json"),
-            ],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        report_file = str(tmp / "report2.json")
+        rerun = _run(tmp, env, [*_argv(cfg, "apply"), "--auto-approve", "--report", report_file])
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         report = (
             json.loads((tmp / "report2.json").read_text())
             if (tmp / "report2.json").exists()
             else None
         )
-        drift = subprocess.run(
-            [sys.executable, "-m", "reconciler", "drift", "--config", str(cfg)],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        drift = _run(tmp, env, _argv(cfg, "drift"))
         assert drift.returncode == 0, drift.stdout
     _check_audit(db, planned)
     return first_out, rerun.stdout, report
@@ -253,25 +224,11 @@ def test_lock_is_released_when_its_holder_is_killed(rig):
         env = _env(tmp)
         holder = _apply(tmp, cfg, env)
         time.sleep(1.5)  # planning under the lock, or writing
-        blocked = subprocess.run(
-            [sys.executable, "-m", "reconciler", "apply", "--config", str(cfg), "--auto-approve"],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        blocked = _run(tmp, env, [*_argv(cfg, "apply"), "--auto-approve"])
         holder.kill()
         holder.communicate(timeout=30)
         assert blocked.returncode == 1
         assert "another apply is running against" in blocked.stderr + blocked.stdout
         assert f"pid {holder.pid}" in blocked.stderr + blocked.stdout
-        after = subprocess.run(
-            [sys.executable, "-m", "reconciler", "apply", "--config", str(cfg), "--auto-approve"],
-            cwd=tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        after = _run(tmp, env, [*_argv(cfg, "apply"), "--auto-approve"])
         assert after.returncode == 0, after.stdout + after.stderr
