@@ -200,12 +200,13 @@ def test_module_entry_point_init_and_show(tmp_path: Path, fleet_file: Path) -> N
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
-def test_serve_subprocess_answers_and_stops_on_sigterm(sandbox_db: Path) -> None:
+def test_serve_subprocess_answers_and_stops_on_sigterm(sandbox_db: Path, tmp_path: Path) -> None:
     secret = "sub-process-secret"
     env = _env(RECONCILER_SANDBOX_ACCESS_KEY="sub-access", RECONCILER_SANDBOX_SECRET_KEY=secret)
+    stats_file = tmp_path / "stats.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "reconciler", "sandbox", "serve", "--db", str(sandbox_db),
-         "--port", "0", "-v"],
+         "--port", "0", "-v", "--stats-file", str(stats_file)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -230,3 +231,6 @@ def test_serve_subprocess_answers_and_stops_on_sigterm(sandbox_db: Path) -> None
     assert "Stopped the sandbox server" in out
     assert "GET /api/v1/accounts/1001 200" in err  # -v: one access line per request
     assert secret not in out + err + first and "Authorization" not in err
+    stats = json.loads(stats_file.read_text())  # --stats-file: the counters, written on stop
+    assert (stats["total"], stats["reads"], stats["writes"]) == (2, 2, 0)
+    assert stats["by_status"] == {"200": 1, "401": 1}

@@ -169,6 +169,12 @@ def show(db_path: Path) -> None:
 )
 @click.option("--rate-limit", type=float, help="Requests per second; beyond it 429.")
 @click.option("--rng-seed", type=int, help="Seed for the fault dice (reproducible runs).")
+@click.option(
+    "--stats-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="On stop, write the request counters as JSON (total, reads, writes, by_status, "
+    "faults): how benchmarks count requests without trusting the client.",
+)
 @click.option("-v", "--verbose", count=True, help="Access log on stderr: one line per request.")
 def serve(
     db_path: Path,
@@ -181,6 +187,7 @@ def serve(
     drop_rate: float,
     rate_limit: float | None,
     rng_seed: int | None,
+    stats_file: Path | None,
     verbose: int,
 ) -> None:
     """Serve the provider's HTTP API (SPEC §7) over a sandbox database until stopped.
@@ -212,6 +219,7 @@ def serve(
                 "rng_seed": rng_seed,
             },
             bool(verbose),
+            stats_file,
         )
 
     run_guarded(body)
@@ -249,6 +257,7 @@ def _serve(
     keys: tuple[str, str],
     faults: dict[str, Any],
     access_log: bool,
+    stats_file: Path | None = None,
 ) -> int:
     from reconciler.providers.sandbox.server import start_server
 
@@ -277,5 +286,14 @@ def _serve(
         pass
     server.stop()
     total = server.stats.total
+    if stats_file is not None:
+        _write_stats(stats_file, server.stats.snapshot())
     click.echo(f"Stopped the sandbox server ({total} requests served); database closed.")
     return EXIT_OK
+
+
+def _write_stats(path: Path, snapshot: dict[str, Any]) -> None:
+    """Atomically, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
