@@ -6,6 +6,7 @@ Heavy modules (pydantic, yaml, requests) are imported inside the commands so tha
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -38,6 +39,7 @@ class LazyGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Usage errors exit 1, not click's 2: exit 2 means "changes" or "drift" here."""
+        _tune_gc()
         kwargs["standalone_mode"] = False
         try:
             return super().main(*args, **kwargs)
@@ -63,6 +65,17 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _tune_gc() -> None:
+    """Collect garbage every 50,000 allocations instead of every 700.
+
+    A fleet-scale run allocates millions of small objects (YAML nodes, desired and live
+    numbers) that all stay alive and form almost no cycles; with CPython's default
+    thresholds the collector runs thousands of times and its full passes walk every live
+    object: 0.3 s of the 1.4 s it takes to load 1,000 account files with 100,000 numbers.
+    """
+    gc.set_threshold(50_000)
 
 
 def fail(message: str) -> NoReturn:
