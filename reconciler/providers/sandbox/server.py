@@ -293,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+    # Standard methods the API has no use for still reach routing: 405 with Allow, not 501.
+    do_TRACE = do_CONNECT = do_QUERY = do_GET
 
     def _handle(self) -> None:
         started = time.monotonic()
