@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,8 +42,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_config(config_dir: str) -> DesiredState:
-    """Load and check a config directory; raise ConfigError listing every problem."""
+OnAccount = Callable[[Settings, str | None, DesiredAccount], None]
+
+
+def load_config(config_dir: str, on_account: OnAccount | None = None) -> DesiredState:
+    """Load and check a config directory; raise ConfigError listing every problem.
+
+    `on_account(settings, settings_path, account)`, if given, is called for each account
+    as soon as its file is loaded, as long as no problem has been found so far (the engine
+    uses it to start reading live state while the remaining files load).
+    """
     if not os.path.isdir(config_dir):
         raise ConfigError(
             [
@@ -69,6 +78,8 @@ def load_config(config_dir: str) -> DesiredState:
             continue
         account = _desired_account(model, loaded)
         _check_unique(account, accounts, number_owner, issues)
+        if on_account is not None and not issues:
+            on_account(settings, settings_path, account)
     if issues:
         raise ConfigError(issues)
     return DesiredState(

@@ -135,6 +135,35 @@ def test_unknown_accounts_are_missing_not_errors(sandbox_db: Path) -> None:
     assert provider.requests_made == 1 + 2  # nothing for an empty read
 
 
+@pytest.mark.parametrize("count", [1, 151])
+def test_prefetch_gives_the_same_read_with_the_same_requests(tmp_path: Path, count: int) -> None:
+    db = fleet_db(tmp_path / "s.db", [count, 2, 0])
+    ids = ["1001", "1002", "1003"]
+    with ctm(db) as (provider, server):
+        plain = provider.read(ids)
+        plain_requests = server.stats.snapshot()["total"]
+        server.reset_stats()
+        for account_id in ids:  # as the engine does while the config loads
+            provider.prefetch(account_id)
+        ahead = provider.read(ids)
+        assert server.stats.snapshot()["total"] == plain_requests == 1 + 1 + count // 150 + 2
+    assert ahead == plain
+
+
+def test_prefetch_is_used_once_and_only_for_what_is_read(sandbox_db: Path) -> None:
+    with ctm(sandbox_db) as (provider, server):
+        for account_id in ("1001", "424242", "1002"):
+            provider.prefetch(account_id)
+        state = provider.read(["1001", "424242"])  # 1002 announced but not asked for
+        assert list(state.accounts) == ["1001"] and state.missing == ["424242"]
+        server.store.update_number("1001", state.accounts["1001"].numbers[0].id, active=False,
+                                   via="direct")  # fmt: skip
+        again = provider.read(["1001", "1002"])  # reads live again: nothing stale is reused
+        provider.prefetch("1003")
+    assert again.accounts["1001"].numbers[0].calls == "stopped"
+    assert list(again.accounts) == ["1001", "1002"]
+
+
 def test_accounts_are_read_concurrently(tmp_path: Path) -> None:
     db = fleet_db(tmp_path / "s.db", [1] * 8)
     ids = [str(1001 + i) for i in range(8)]

@@ -16,6 +16,10 @@ Contract a new provider must meet (read this file and you can add one):
   A provider must not change anything it was not asked to change.
 - Failures raise :class:`~reconciler.errors.ProviderError` subclasses with one clear line
   of text. Secrets (keys, Authorization headers) never appear in messages or logs.
+- ``prefetch(account_id)`` is optional: a hint that the next ``read`` will include this
+  account, given while the caller is still busy (loading the config). A provider whose
+  reads wait on the network may start them now; ``read`` must return exactly what it
+  would have returned without the hint. The default does nothing.
 - ``target`` is a human-readable, secret-free name of what is being managed (a database
   path, a base URL); the plan records it and the apply lock is keyed by it.
 - Providers are context managers; ``close()`` releases connections and files.
@@ -56,6 +60,9 @@ class Provider(ABC):
         self, account_id: str, number_id: str, field: NumberField, value: str
     ) -> LiveNumber:
         """Set a number's calls or swapping; return the number as the provider now reports it."""
+
+    def prefetch(self, account_id: str) -> None:  # noqa: B027 - optional hook
+        """Hint: the next `read` includes this account; start reading it if that helps."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""

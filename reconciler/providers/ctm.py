@@ -271,7 +271,11 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 def _run_all(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """fn over items concurrently, results in order; the first failure cancels the rest."""
-    futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
+    return _results([pool.submit(fn, item) for item in items])
+
+
+def _results(futures: list[Future[R]]) -> list[R]:
+    """The futures' results in order; the first failure cancels the rest."""
     try:
         return [f.result() for f in futures]
     except BaseException:
@@ -294,6 +298,12 @@ def _redacting(method: Callable[..., T]) -> Callable[..., T]:
             raise type(exc)(clean) from None
 
     return wrapper
+
+
+@dataclass(frozen=True)
+class _Page:
+    numbers: list[LiveNumber]
+    total_pages: int
 
 
 class CtmProvider(Provider):
@@ -324,6 +334,11 @@ class CtmProvider(Provider):
         self._session = self._make_session(access, secret)
         self._lock = threading.Lock()
         self.requests_made = 0  # first attempts; retries are in `retries_made`
+        self._pool: ThreadPoolExecutor | None = None  # `concurrency` threads, made on first use
+        # Reads started by `prefetch` for the next `read`: first numbers page by account id,
+        # and page 1 of the account list.
+        self._early: dict[str, Future[_Page | None]] = {}
+        self._early_list: Future[Any] | None = None
 
     @property
     def target(self) -> str:
@@ -334,7 +349,18 @@ class CtmProvider(Provider):
         return self._gate.retries
 
     def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._early, self._early_list = {}, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # in-flight requests end first
         self._session.close()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ctm")
+            return self._pool
 
     # --- setup --------------------------------------------------------------------------
 
@@ -384,29 +410,58 @@ class CtmProvider(Provider):
 
     # --- reads --------------------------------------------------------------------------
 
+    def prefetch(self, account_id: str) -> None:
+        """Start reading this account's first page of numbers now; `read` picks it up.
+
+        Called while the config is still loading, so the waits on the network overlap the
+        CPU work of parsing it. A prefetched account costs no extra request when `read` is
+        then asked for it (an id the provider does not know costs one: its numbers 404).
+        Once two accounts are announced, `read` is going to list accounts, so page 1 of the
+        list starts too.
+        """
+        account_id = str(account_id)
+        pool = self._executor()
+        with self._lock:
+            if account_id in self._early:
+                return
+            self._early[account_id] = pool.submit(self._numbers_page, account_id, 1)
+            if len(self._early) == 2:
+                self._early_list = pool.submit(self._get, "/accounts", 1)
+
     @_redacting
     def read(self, account_ids: Sequence[str]) -> LiveState:
         wanted = list(dict.fromkeys(str(a) for a in account_ids))
-        if not wanted:
-            return LiveState(accounts={})
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="ctm") as pool:
-            found = self._find_accounts(wanted, pool)
-            gone = self._attach_numbers(list(found.values()), pool)
+        with self._lock:
+            early, self._early = self._early, {}
+            early_list, self._early_list = self._early_list, None
+        try:
+            if not wanted:
+                return LiveState(accounts={})
+            pool = self._executor()
+            found = self._find_accounts(wanted, pool, early_list)
+            gone = self._attach_numbers(list(found.values()), pool, early)
+        finally:
+            for future in early.values():  # announced, but not asked for or not found
+                future.cancel()
         accounts = {a: found[a] for a in wanted if a in found and a not in gone}
         return LiveState(accounts=accounts, missing=[a for a in wanted if a not in accounts])
 
-    def _find_accounts(self, wanted: list[str], pool: ThreadPoolExecutor) -> dict[str, LiveAccount]:
+    def _find_accounts(
+        self, wanted: list[str], pool: ThreadPoolExecutor, early_list: Future[Any] | None
+    ) -> dict[str, LiveAccount]:
         """The wanted accounts the provider knows, by id, in the fewest requests."""
         if len(wanted) == 1:
             listed = self._get_accounts(wanted, pool)
         else:
-            listed = self._list_accounts(wanted, pool)
+            listed = self._list_accounts(wanted, pool, early_list)
         convert = wire.account_from_wire
         return {a: self._convert("/accounts", convert, listed[a]) for a in wanted if a in listed}
 
-    def _list_accounts(self, wanted: list[str], pool: ThreadPoolExecutor) -> dict[str, Any]:
+    def _list_accounts(
+        self, wanted: list[str], pool: ThreadPoolExecutor, early_first: Future[Any] | None
+    ) -> dict[str, Any]:
         """List page 1, then the rest of the list or single GETs, whichever costs less."""
-        first = self._get("/accounts", page=1)
+        first = early_first.result() if early_first else self._get("/accounts", page=1)
         listed = self._accounts_on(first, "/accounts")
         rest = [a for a in wanted if a not in listed]
         more_pages = list(range(2, self._total_pages(first, "/accounts") + 1))
@@ -439,39 +494,52 @@ class CtmProvider(Provider):
                 f"ctm: GET {path}: malformed response: account without id"
             ) from None
 
-    def _attach_numbers(self, accounts: list[LiveAccount], pool: ThreadPoolExecutor) -> set:
-        """Fill in every account's numbers; return the ids whose numbers 404 (gone)."""
+    def _attach_numbers(
+        self,
+        accounts: list[LiveAccount],
+        pool: ThreadPoolExecutor,
+        early: dict[str, Future[_Page | None]],
+    ) -> set:
+        """Fill in every account's numbers; return the ids whose numbers 404 (gone).
 
-        def page_of(job: tuple[LiveAccount, int]) -> Any:
-            try:
-                return self._get(f"/accounts/{_seg(job[0].id)}/numbers", page=job[1])
-            except ProviderNotFound:
-                return None
-
-        first_jobs = [(acc, 1) for acc in accounts]
-        firsts = _run_all(pool, page_of, first_jobs)
-        gone = {acc.id for acc, page in zip(accounts, firsts, strict=True) if page is None}
-        more_jobs = [
-            (acc, n)
-            for acc, page in zip(accounts, firsts, strict=True)
-            if page is not None
-            for n in range(2, self._total_pages(page, f"/accounts/{acc.id}/numbers") + 1)
-        ]
-        pages = zip(
-            first_jobs + more_jobs, firsts + _run_all(pool, page_of, more_jobs), strict=True
+        First pages of prefetched accounts are taken from `early` (and removed from it).
+        """
+        firsts = _results(
+            [
+                early.pop(acc.id, None) or pool.submit(self._numbers_page, acc.id, 1)
+                for acc in accounts
+            ]
         )
+        more = [
+            (acc, n)
+            for acc, first in zip(accounts, firsts, strict=True)
+            if first is not None
+            for n in range(2, first.total_pages + 1)
+        ]
+        pages = firsts + _run_all(pool, lambda job: self._numbers_page(job[0].id, job[1]), more)
+        gone: set[str] = set()
         seen: set[tuple[str, str]] = set()
-        for (acc, _n), page in pages:
+        for acc, page in zip([*accounts, *(acc for acc, _n in more)], pages, strict=True):
             if page is None:
                 gone.add(acc.id)
                 continue
-            path = f"/accounts/{acc.id}/numbers"
-            for item in self._items(page, "numbers", path):
-                number = self._convert(path, wire.number_from_wire, item, acc.id)
+            for number in page.numbers:
                 if (acc.id, number.id) not in seen:  # a page boundary shifted: count once
                     seen.add((acc.id, number.id))
                     acc.numbers.append(number)
         return gone
+
+    def _numbers_page(self, account_id: str, page: int) -> _Page | None:
+        """One page of an account's numbers, converted (in the worker thread, as it arrives);
+        None if the account is gone (404)."""
+        try:
+            data = self._get(f"/accounts/{_seg(account_id)}/numbers", page=page)
+        except ProviderNotFound:
+            return None
+        path = f"/accounts/{account_id}/numbers"
+        items = self._items(data, "numbers", path)
+        numbers = self._convert(path, wire.numbers_from_wire, items, account_id)
+        return _Page(numbers, self._total_pages(data, path))
 
     def _items(self, page: Any, key: str, path: str) -> list:
         items = page.get(key) if isinstance(page, dict) else None

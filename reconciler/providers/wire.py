@@ -8,6 +8,8 @@ response returns.
 
 from __future__ import annotations
 
+import functools
+import sys
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -40,16 +42,20 @@ def number_write(
 # --- reads ----------------------------------------------------------------------------
 
 
+# `datetime.fromisoformat` reads a trailing "Z" from Python 3.11 on.
+_ISO_READS_Z = sys.version_info >= (3, 11)
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO-8601 string (Z or offset) -> aware datetime; None/empty -> None."""
-    if value in (None, ""):
+    if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise ProviderError(
             f"malformed response: expected a time string, got {type(value).__name__}"
         )
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value if _ISO_READS_Z else value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise ProviderError(f"malformed response: bad time {value[:40]!r}") from exc
     if parsed.tzinfo is None:
@@ -58,12 +64,22 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def parse_money(value: Any) -> Decimal | None:
-    if value in (None, ""):
+    if value is None or value == "":
         return None
     try:
-        return Decimal(str(value)).quantize(Decimal("0.01"))
+        return _money(str(value))
     except (InvalidOperation, ValueError) as exc:
         raise ProviderError(f"malformed response: bad amount {str(value)[:40]!r}") from exc
+
+
+_CENT = Decimal("0.01")
+
+
+# A fleet has few distinct fees ("3.00" on most numbers): parse each one once. Decimals are
+# immutable, so sharing one object between numbers is safe.
+@functools.lru_cache(maxsize=1024)
+def _money(text: str) -> Decimal:
+    return Decimal(text).quantize(_CENT)
 
 
 def account_from_wire(data: Any) -> LiveAccount:
@@ -110,3 +126,8 @@ def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
         if isinstance(exc, ProviderError):
             raise
         raise ProviderError(f"malformed response: number object lacks or garbles {exc}") from exc
+
+
+def numbers_from_wire(items: list[Any], account_id: str) -> list[LiveNumber]:
+    """A page of wire Numbers -> LiveNumbers (one call per page, not per number)."""
+    return [number_from_wire(item, account_id) for item in items]
