@@ -37,7 +37,7 @@ from reconciler.providers.sandbox.server import RunningServer, start_server
 DOCUMENT = Path(__file__).resolve().parents[1] / "schemas" / "provider-api.openapi.yaml"
 SEED = 20261126
 DEFAULT_EXAMPLES = 50  # per operation and fuzzing run; the coverage phase adds its own cases
-SLOW_EXAMPLES = 500
+SLOW_EXAMPLES = 300
 
 
 def _config(max_examples: int, auth: bool) -> Config:
