@@ -307,21 +307,23 @@ def _show(value: Any) -> str:
 def _desired_account(model: AccountFile, loaded: LoadedYaml) -> DesiredAccount:
     acc = model.account
     account_id = str(acc.id)
-    lines = _key_lines(loaded)
-    numbers = tuple(
-        DesiredNumber(
-            number=n.number,
-            account_id=account_id,
-            calls=n.calls,
-            swapping=n.swapping,
-            until=_utc(n.until) if n.until else None,
-            note=n.note,
-            protected=n.protected,
-            source=Source(loaded.path, loaded.marks.get(("numbers", i, "number"), (0, 0))[0]),
-            field_lines=lines.get(("numbers", i), {}),
+    path = loaded.path
+    numbers = []
+    for i, n in enumerate(model.numbers):
+        lines = loaded.key_lines(("numbers", i))  # {key: line} of this entry
+        numbers.append(
+            DesiredNumber(
+                number=n.number,
+                account_id=account_id,
+                calls=n.calls,
+                swapping=n.swapping,
+                until=_utc(n.until) if n.until else None,
+                note=n.note,
+                protected=n.protected,
+                source=Source(path, lines.get("number", 0)),
+                field_lines=lines,
+            )
         )
-        for i, n in enumerate(model.numbers)
-    )
     return DesiredAccount(
         id=account_id,
         name=acc.name,
@@ -329,19 +331,10 @@ def _desired_account(model: AccountFile, loaded: LoadedYaml) -> DesiredAccount:
         until=_utc(acc.until),
         note=acc.note,
         protected=acc.protected,
-        source=Source(loaded.path, loaded.where(("account", "id"))[0]),
-        numbers=numbers,
-        field_lines=lines.get(("account",), {}),
+        source=Source(path, loaded.where(("account", "id"))[0]),
+        numbers=tuple(numbers),
+        field_lines=loaded.key_lines(("account",)),
     )
-
-
-def _key_lines(loaded: LoadedYaml) -> dict[Path_, dict[str, int]]:
-    """For every mapping, the line each of its keys is written on (one pass over marks)."""
-    out: dict[Path_, dict[str, int]] = {}
-    for path, (line, _col) in loaded.marks.items():
-        if path and isinstance(path[-1], str):
-            out.setdefault(path[:-1], {})[path[-1]] = line
-    return out
 
 
 def _utc(value: datetime | None) -> datetime | None:
