@@ -8,7 +8,8 @@
 - HTTP Basic auth against the keys the server was started with (constant-time compare).
 - Errors are JSON `{"status": "error", "reason": ...}`; 429 and 503 carry Retry-After.
 - HTTP/1.1 keep-alive, one thread per connection, a 10 s read timeout per socket so an idle
-  client cannot hold anything, request bodies limited to 1 MiB.
+  client cannot hold anything, and 10 s for a whole request to arrive from its first byte so a
+  client that trickles bytes (slow loris) cannot either; request bodies limited to 1 MiB.
 - Fault injection for tests and benchmarks, in this order on every request: latency, rate
   limit (429), error rate (503, before auth or any database access), and for writes the
   drop rate (the write commits, then the connection closes without a response).
@@ -22,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import io
 import json
 import logging
 import math
@@ -46,6 +48,7 @@ BASE_PATH = "/api/v1"
 DEFAULT_PER_PAGE = 100
 MAX_BODY_BYTES = 1024 * 1024
 SOCKET_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 10.0
 
 log = logging.getLogger("reconciler.sandbox.server")
 access_log = logging.getLogger("reconciler.sandbox.access")
@@ -282,12 +285,50 @@ def _json_body(body: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
 # --- the request handler ----------------------------------------------------------------
 
 
+class _RequestReader(io.RawIOBase):
+    """A connection's read side with two limits: no wait for data over `idle_s`, and a request
+    (line, headers, body) must arrive within `deadline_s` of its first byte. A per-read
+    timeout alone never fires for a client that sends one byte every few seconds."""
+
+    def __init__(self, sock: socket.socket, idle_s: float, deadline_s: float) -> None:
+        super().__init__()
+        self._sock, self._idle_s, self._deadline_s = sock, idle_s, deadline_s
+        self._deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        wait = self._idle_s
+        if self._deadline is not None:
+            wait = min(wait, self._deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError("request not complete within its deadline")
+        self._sock.settimeout(wait)
+        count = self._sock.recv_into(buffer)
+        if count and self._deadline is None:
+            self._deadline = time.monotonic() + self._deadline_s
+        return count
+
+    def request_read(self) -> None:
+        """The request is in: the next one gets its own deadline; replies get the full timeout."""
+        self._deadline = None
+        self._sock.settimeout(self._idle_s)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse pooled connections
     server_version = "reconciler-sandbox"
     timeout = SOCKET_TIMEOUT_S  # an idle or slow client times out instead of lingering
+    request_timeout = REQUEST_TIMEOUT_S  # ...and so does one that trickles its request
     disable_nagle_algorithm = True  # headers and body are separate writes
     server: SandboxHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the plain socket reader knows no deadline: read through ours
+        self._reader = _RequestReader(self.connection, self.timeout, self.request_timeout)
+        self.rfile = io.BufferedReader(self._reader)
 
     def do_GET(self) -> None:
         self._handle()
@@ -303,6 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
         stats.request(self.command)
         try:
             body = self._read_body()
+            self._reader.request_read()
             if faults.latency_ms:
                 stats.fault("latency")
                 time.sleep(faults.latency_ms / 1000)
@@ -352,7 +394,11 @@ class _Handler(BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
             raise HttpError(411, "send a Content-Length; chunked bodies are not accepted")
-        raw = self.headers.get("Content-Length")
+        values = self.headers.get_all("Content-Length") or []
+        if len(set(values)) > 1:  # which one counts is ambiguous: the way to smuggle requests
+            self.close_connection = True
+            raise HttpError(400, "conflicting Content-Length headers")
+        raw = values[0] if values else None
         if raw is None:
             return b""
         try:
