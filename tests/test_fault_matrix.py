@@ -3,12 +3,15 @@ injects every combination of errors, dropped write responses, a rate limit and l
 
 Each run must converge within the client's production retry budget: exit 0, a report that
 says converged, every planned field at its planned value in the store, and an audit table
-with exactly one row per planned change and nothing else. When the budget is exhausted the
-run must say so per action, exit 1, and leave live state untouched.
+with exactly one row per planned change and nothing else. Two combinations run by default,
+the other 14 under `-m slow`. When the budget is exhausted the run must say so per action,
+exit 1, and leave live state untouched.
 
 Reproducible: the server's fault dice are seeded, and the client runs with concurrency 1, so
 the same requests meet the same dice in the same order (a 429 draws no die and the request is
-simply sent again).
+simply sent again). That matters: at error rate 0.2 and drop rate 0.3 a write attempt fails
+with p = 0.2 + 0.8 * 0.3 = 0.44, so a write spends all 7 attempts with p = 0.44**7 = 0.3%, and
+about one 20-write run in 16 would not converge on unseeded dice.
 """
 
 from __future__ import annotations
@@ -232,13 +235,8 @@ def apply(config: Path, report: Path) -> tuple[int, str]:
 # --- the matrix -----------------------------------------------------------------------------
 
 ERROR_RATES, DROP_RATES, RATE_LIMITS, LATENCIES = (0.0, 0.2), (0.0, 0.3), (None, 5.0), (0, 30)
-# Run by default: no faults, each fault alone that costs little, and everything at once.
-REPRESENTATIVE = {
-    (0.0, 0.0, None, 0),
-    (0.0, 0.3, None, 0),
-    (0.0, 0.0, 5.0, 30),
-    (0.2, 0.3, 5.0, 30),
-}
+# Run by default: no faults, and every fault at once (13 s of it is waiting out Retry-After).
+REPRESENTATIVE = {(0.0, 0.0, None, 0), (0.2, 0.3, 5.0, 30)}
 COMBINATIONS = [
     pytest.param(
         e, d, r, lat,
