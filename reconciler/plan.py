@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from reconciler.charges import compute_charges, money, number_fee
 from reconciler.models import (
@@ -88,6 +89,10 @@ class _Builder:
     unchanged: int = 0
     final_status: dict[str, str] = field(default_factory=dict)
     final_calls: dict[str, str] = field(default_factory=dict)
+    default_fee: Decimal = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.default_fee = self.settings.billing.default_fee  # a Decimal made per call
 
     @property
     def settings(self) -> Settings:
@@ -256,8 +261,14 @@ def _plan_number(
     live: LiveNumber,
     account_final: str,
 ) -> bool:
+    if num.until is None and num.calls == live.calls and num.swapping == live.swapping:
+        # The common case at fleet scale: nothing to change and no window. The outcome is
+        # that of the loop below, without its per-field work.
+        b.unchanged += 1
+        _stale_number(b, num, live, live.calls)
+        return False
     address = f"number.{num.number}"
-    fee = number_fee(live, b.settings.billing.default_fee)
+    fee = number_fee(live, b.default_fee)
     changed = False
     for fld, written, default in (
         ("calls", num.calls, "allowed"),
@@ -322,16 +333,7 @@ def _plan_number(
         _not_effective_number(b, num, fld, value, account_final, src)
     if not changed:
         b.unchanged += 1
-    final_calls = b.final_calls.get(num.number, live.calls)
-    if final_calls == "stopped" and live.calls == "stopped" and _is_stale(b, live.active_changed):
-        _stale(
-            b,
-            address,
-            live.active_changed,
-            fee,
-            num.number,
-            _src(num.source, num.field_lines, "calls"),
-        )
+    _stale_number(b, num, live, b.final_calls.get(num.number, live.calls))
     if num.until is not None:
         _window(
             b,
@@ -342,6 +344,18 @@ def _plan_number(
             _src(num.source, num.field_lines, "until"),
         )
     return changed
+
+
+def _stale_number(b: _Builder, num: DesiredNumber, live: LiveNumber, final_calls: str) -> None:
+    if final_calls == "stopped" and live.calls == "stopped" and _is_stale(b, live.active_changed):
+        _stale(
+            b,
+            f"number.{num.number}",
+            live.active_changed,
+            number_fee(live, b.default_fee),
+            num.number,
+            _src(num.source, num.field_lines, "calls"),
+        )
 
 
 def _src(source: Source, lines: dict[str, int], key: str) -> str:
