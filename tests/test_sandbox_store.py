@@ -440,3 +440,24 @@ def test_100k_numbers_generate_and_read_fast(tmp_path: Path) -> None:
     assert sum(len(a.numbers) for a in state.accounts.values()) == 100_000
     assert generate_s < 8, generate_s
     assert read_s < 3, read_s
+
+
+def test_numbers_pages_as_json_text_are_the_wire_shape(tmp_path: Path) -> None:
+    """The server's numbers list is JSON built by SQLite: it must equal number_to_wire's."""
+    accounts, numbers = generate_rows(3, 40, seed=5, now=NOW)
+    odd = list(numbers[0])
+    odd[4] = 'Caf\u00e9 "Main" \\ line\t\u2603'  # name: non-ASCII, quotes, backslash, tab
+    odd[9] = odd[11] = odd[12] = None  # no fee, never changed, no update time
+    numbers[0] = tuple(odd)
+    db = tmp_path / "s.db"
+    create_database(db, accounts, numbers)
+    with SandboxStore(db) as store:
+        for account in accounts:
+            for page, per_page in ((1, 150), (1, 7), (3, 7), (6, 7), (9, 7)):
+                text, total = store.list_numbers_json(account[0], page, per_page)
+                items, expected_total = store.list_numbers(account[0], page, per_page)
+                assert total == expected_total
+                # equal, with the same keys in the same order at every level
+                assert json.dumps(json.loads(text)) == json.dumps(items)
+        with pytest.raises(ProviderNotFound):
+            store.list_numbers_json("424242", 1, 10)

@@ -262,6 +262,13 @@ def envelope(key: str, items: list[Any], total: int, page: int, per_page: int) -
     }
 
 
+def envelope_json(key: str, items: str, total: int, page: int, per_page: int) -> bytes:
+    """`envelope` encoded, for items that are JSON text already (an array)."""
+    rest = envelope(key, [], total, page, per_page)
+    del rest[key]
+    return f'{{"{key}":{items},{json.dumps(rest, separators=(",", ":"))[1:]}'.encode()
+
+
 def _check_id(value: str, what: str) -> str:
     if not ID_PATTERN.match(value):
         shown = value if len(value) <= 40 else value[:40] + "..."
@@ -444,8 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _list_numbers(self, ids: list[str], body: bytes) -> None:
         account_id = _check_id(ids[0], "account")
         page, per_page = _page_args(urlsplit(self.path).query)
-        items, total = self.server.store.list_numbers(account_id, page, per_page)
-        self._send(200, envelope("numbers", items, total, page, per_page))
+        items, total = self.server.store.list_numbers_json(account_id, page, per_page)
+        self._send_body(200, envelope_json("numbers", items, total, page, per_page))
 
     def _get_number(self, ids: list[str], body: bytes) -> None:
         account_id, number_id = _check_id(ids[0], "account"), _check_id(ids[1], "number")
@@ -486,7 +493,10 @@ class _Handler(BaseHTTPRequestHandler):
     # responses -----------------------------------------------------------------------
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        self._send_body(status, json.dumps(payload, separators=(",", ":")).encode(), headers)
+
+    def _send_body(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """Answer with `body`, a JSON document already encoded."""
         self._status = status
         self.server.stats.status(status)
         self.send_response(status)

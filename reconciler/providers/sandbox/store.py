@@ -98,6 +98,23 @@ _ACCOUNT_SELECT = f"SELECT {', '.join(ACCOUNT_COLUMNS)} FROM accounts"
 _NUMBER_SELECT = f"SELECT {', '.join(NUMBER_COLUMNS)} FROM numbers"
 
 
+def _json_bool(column: str) -> str:
+    return f"json(CASE WHEN {column} THEN 'true' ELSE 'false' END)"
+
+
+# A numbers row as the JSON text of its wire shape, built by SQLite: must be exactly what
+# `number_to_wire` makes (same keys in the same order; a test compares every row).
+_NUMBER_JSON_SELECT = (
+    "SELECT json_object("
+    "'id', id, 'account_id', account_id, 'number', number, 'formatted', formatted, "
+    f"'name', name, 'active', {_json_bool('active')}, 'paused', {_json_bool('paused')}, "
+    f"'source', json_object('name', source_name, 'online', {_json_bool('source_online')}), "
+    "'stats', json_object('renewal_costs', renewal_costs, 'calls', calls), "
+    "'active_changed', active_changed, 'updated', updated"
+    ") FROM numbers"
+)
+
+
 class SandboxDbError(ProviderError):
     """The database file is missing, not SQLite, or not a sandbox database."""
 
@@ -351,6 +368,22 @@ class SandboxStore:
         self, account_id: str, page: int, per_page: int
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of an account's numbers and the account's total number count."""
+        rows, total = self._numbers_page(_NUMBER_SELECT, account_id, page, per_page)
+        return [number_to_wire(r) for r in rows], total
+
+    def list_numbers_json(self, account_id: str, page: int, per_page: int) -> tuple[str, int]:
+        """`list_numbers` with the page as JSON text (an array), written by SQLite.
+
+        The numbers list is the hot path of a fleet read, one request per account: building
+        the rows' JSON in SQLite (`_NUMBER_JSON_SELECT`) is ~3x cheaper than
+        `number_to_wire` plus `json.dumps`, and keeps the server from being the bottleneck.
+        """
+        rows, total = self._numbers_page(_NUMBER_JSON_SELECT, account_id, page, per_page)
+        return "[" + ",".join(row[0] for row in rows) + "]", total
+
+    def _numbers_page(
+        self, select: str, account_id: str, page: int, per_page: int
+    ) -> tuple[list[Row], int]:
         with self._read() as c:
             self._account_row(c, account_id)
             total = c.execute(
@@ -360,10 +393,10 @@ class SandboxStore:
             rows = []
             if offset < total:
                 rows = c.execute(
-                    f"{_NUMBER_SELECT} WHERE account_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+                    f"{select} WHERE account_id = ? ORDER BY seq LIMIT ? OFFSET ?",
                     (account_id, per_page, offset),
                 ).fetchall()
-        return [number_to_wire(r) for r in rows], total
+        return rows, total
 
     def get_number(self, account_id: str, number_id: str) -> dict[str, Any]:
         with self._read() as c:
