@@ -10,6 +10,7 @@ Only resources in the plan are ever written.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from reconciler.errors import ProviderError
+from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.models import Change, LiveAccount, LiveNumber, Plan, jsonable
 from reconciler.providers.base import Provider
 
@@ -251,3 +252,56 @@ def verify(provider: Provider, plan: Plan) -> Verification:
                 {"address": c.address, "field": c.field, "expected": c.to, "actual": actual}
             )
     return ver
+
+
+# --- saved plans ---------------------------------------------------------------------
+
+
+def check_saved_plan(plan_file: str, fresh: Plan) -> None:
+    """Refuse ("plan is stale") unless a fresh plan intends exactly what the saved one did."""
+    try:
+        with open(plan_file, encoding="utf-8") as fh:
+            saved = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ReconcilerError(f"{plan_file}: cannot read a saved plan ({exc})") from None
+    if not isinstance(saved, dict) or saved.get("format_version") != 1 or "checksum" not in saved:
+        raise ReconcilerError(f"{plan_file}: not a reconciler plan (format_version 1)")
+    target = (saved.get("provider") or {}).get("target")
+    if target != fresh.provider.target:
+        raise ReconcilerError(
+            f"plan is stale: {plan_file} was made for {target}, this apply targets "
+            f"{fresh.provider.target}; nothing was applied"
+        )
+    if saved["checksum"] != fresh.checksum:
+        detail = plan_difference(saved.get("changes") or [], fresh)
+        raise ReconcilerError(
+            f"plan is stale: live state or config changed since {plan_file} was saved; "
+            f"nothing was applied. Run plan again.{detail}"
+        )
+
+
+def plan_difference(saved_changes: list[Any], fresh: Plan, limit: int = 10) -> str:
+    """What the fresh plan intends differently from the saved one, a line each."""
+    from deepdiff import DeepDiff
+
+    def intents(changes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {
+            f"{c.get('address')} {c.get('field')}": {"from": c.get("from"), "to": c.get("to")}
+            for c in changes
+            if isinstance(c, dict)
+        }
+
+    old, new = intents(saved_changes), intents(fresh.to_json_dict()["changes"])
+    diff = DeepDiff(old, new, view="tree")
+    lines: list[str] = []
+    for item in diff.get("dictionary_item_removed", []):
+        key = item.path(output_format="list")[0]
+        lines.append(f"no longer planned: {key}: {old[key]['from']} -> {old[key]['to']}")
+    for item in diff.get("dictionary_item_added", []):
+        key = item.path(output_format="list")[0]
+        lines.append(f"newly planned:     {key}: {new[key]['from']} -> {new[key]['to']}")
+    for item in diff.get("values_changed", []):
+        key, part = item.path(output_format="list")[:2]
+        lines.append(f"changed:           {key}: {part} {item.t1} -> {item.t2}")
+    more = [f"… and {len(lines) - limit} more"] if len(lines) > limit else []
+    return "".join(f"\n  {line}" for line in [*sorted(lines)[:limit], *more])

@@ -474,6 +474,7 @@ def _run_apply(
     force: bool,
     report_file: str | None,
 ) -> int:
+    from reconciler.apply import check_saved_plan
     from reconciler.config import load_config
     from reconciler.engine import make_plan, open_for
     from reconciler.lock import apply_lock
@@ -487,7 +488,7 @@ def _run_apply(
         planned = make_plan(config_dir, accounts, provider=provider, desired=desired, shard=shard)
         plan = planned.plan
         if plan_file:
-            _check_saved_plan(plan_file, plan)
+            check_saved_plan(plan_file, plan)
         click.echo(render(plan, fmt, color=color), nl=False)
         say = _sayer(fmt)
         if plan.errors:
@@ -604,45 +605,3 @@ def _summary(report: Any, say: Callable[[str], None]) -> None:
     )
     if not report.converged:
         say("Re-running apply is safe: it plans again from live state.")
-
-
-def _check_saved_plan(plan_file: str, fresh: Any) -> None:
-    import json
-
-    from reconciler.errors import ReconcilerError
-
-    try:
-        with open(plan_file, encoding="utf-8") as fh:
-            saved = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise ReconcilerError(f"{plan_file}: cannot read a saved plan ({exc})") from None
-    if not isinstance(saved, dict) or saved.get("format_version") != 1 or "checksum" not in saved:
-        raise ReconcilerError(f"{plan_file}: not a reconciler plan (format_version 1)")
-    if saved.get("provider", {}).get("target") != fresh.provider.target:
-        raise ReconcilerError(
-            f"plan is stale: {plan_file} was made for {saved.get('provider', {}).get('target')}, "
-            f"this apply targets {fresh.provider.target}; nothing was applied"
-        )
-    if saved["checksum"] != fresh.checksum:
-        detail = _plan_difference(saved.get("changes") or [], fresh)
-        raise ReconcilerError(
-            f"plan is stale: live state or config changed since {plan_file} was saved; "
-            f"nothing was applied. Run plan again.{detail}"
-        )
-
-
-def _plan_difference(saved_changes: list[Any], fresh: Any) -> str:
-    """What differs between the saved and the fresh plan, for the stale-plan message."""
-    from deepdiff import DeepDiff
-
-    def key(c: dict[str, Any]) -> str:
-        return f"{c.get('address')} {c.get('field')}: {c.get('from')} -> {c.get('to')}"
-
-    old = {key(c): c for c in saved_changes if isinstance(c, dict)}
-    new = {key(c): c for c in fresh.to_json_dict()["changes"]}
-    diff = DeepDiff(sorted(old), sorted(new), ignore_order=True)
-    gone = [str(v) for v in diff.get("iterable_item_removed", {}).values()]
-    added = [str(v) for v in diff.get("iterable_item_added", {}).values()]
-    lines = [f"\n  no longer planned: {g}" for g in gone[:10]]
-    lines += [f"\n  newly planned:     {a}" for a in added[:10]]
-    return "".join(lines)

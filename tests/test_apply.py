@@ -84,3 +84,36 @@ def test_interrupt_finishes_in_flight_and_starts_nothing_else(planned):
     counts = report.counts()
     assert counts["ok"] + counts["failed"] == 1 and counts["not_started"] == 4
     assert len(planned.provider.writes) == 1
+
+
+def test_plan_difference_names_what_moved():
+    from factories import dacc, lacc, plan_of
+
+    from reconciler.apply import plan_difference
+
+    fresh = plan_of([dacc(status="stopped")], [lacc(status="paused")])
+    saved = [
+        {"address": "account.1001", "field": "status", "from": "active", "to": "stopped"},
+        {"address": "number.+1", "field": "calls", "from": "allowed", "to": "stopped"},
+    ]
+    text = plan_difference(saved, fresh)
+    assert "changed:           account.1001 status: from active -> paused" in text
+    assert "no longer planned: number.+1 calls: allowed -> stopped" in text
+
+
+def test_check_saved_plan_refuses_garbage(tmp_path):
+    from factories import dacc, lacc, plan_of
+
+    from reconciler.apply import check_saved_plan
+    from reconciler.errors import ReconcilerError
+
+    fresh = plan_of([dacc()], [lacc()])
+    bad = tmp_path / "p.json"
+    for content, message in [
+        ("{", "cannot read a saved plan"),
+        ("[]", "not a reconciler plan"),
+        ('{"format_version": 2, "checksum": "x"}', "not a reconciler plan"),
+    ]:
+        bad.write_text(content)
+        with pytest.raises(ReconcilerError, match=message):
+            check_saved_plan(str(bad), fresh)
