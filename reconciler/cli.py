@@ -12,9 +12,15 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+if TYPE_CHECKING:  # heavy modules stay out of `reconciler --help`
+    from reconciler.apply import ActionResult, ApplyReport
+    from reconciler.engine import Planned
+    from reconciler.models import Plan
+    from reconciler.providers.base import Provider
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -518,7 +524,7 @@ def _sayer(fmt: str) -> Callable[[str], None]:
     return lambda message: click.echo(message, err=err)
 
 
-def _confirm(plan: Any, target: str, say: Callable[[str], None]) -> bool:
+def _confirm(plan: Plan, target: str, say: Callable[[str], None]) -> bool:
     if not sys.stdin.isatty():
         fail(
             "refusing to apply without approval: there is no terminal to ask on. "
@@ -536,7 +542,7 @@ def _confirm(plan: Any, target: str, say: Callable[[str], None]) -> bool:
     return True
 
 
-def _execute(provider: Any, planned: Any, say: Callable[[str], None]) -> Any:
+def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -> ApplyReport:
     import signal
 
     from reconciler.apply import apply_changes, verify
@@ -568,14 +574,14 @@ def _execute(provider: Any, planned: Any, say: Callable[[str], None]) -> Any:
     return report
 
 
-def _action_line(r: Any) -> str:
+def _action_line(r: ActionResult) -> str:
     c = r.change
     what = f"{c.action} {c.address.replace('.', ' ', 1)} {c.field}: {c.from_} -> {c.to}"
     tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {r.error}"
     return f"  {r.outcome:<7} {what}{tail}"
 
 
-def _summary(report: Any, say: Callable[[str], None]) -> None:
+def _summary(report: ApplyReport, say: Callable[[str], None]) -> None:
     counts = report.counts()
     say("")
     if report.interrupted:
