@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
+import logging
+import multiprocessing
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +32,8 @@ from reconciler.models import (
     Source,
 )
 from reconciler.yamlsafe import LoadedYaml, Path_, YamlError, load_yaml
+
+log = logging.getLogger(__name__)
 
 SETTINGS_NAMES = ("reconciler.yaml", "reconciler.yml")
 TIME_EXAMPLE = "2026-12-01T17:00:00Z"
@@ -50,7 +58,8 @@ def load_config(config_dir: str, on_account: OnAccount | None = None) -> Desired
 
     `on_account(settings, settings_path, account)`, if given, is called for each account
     as soon as its file is loaded, as long as no problem has been found so far (the engine
-    uses it to start reading live state while the remaining files load).
+    uses it to start reading live state while the remaining files load). A big config is
+    then parsed in a worker process (see `_load_account_files`).
     """
     if not os.path.isdir(config_dir):
         raise ConfigError(
@@ -68,15 +77,14 @@ def load_config(config_dir: str, on_account: OnAccount | None = None) -> Desired
     account_files = _account_files(config_dir, issues)
     accounts: dict[str, DesiredAccount] = {}
     number_owner: dict[str, DesiredNumber] = {}
-    for path in account_files:
-        loaded = _parse(path, issues)
-        if loaded is None:
+    in_worker = on_account is not None and _big(account_files)
+    for loaded in _load_account_files(account_files, config_dir, in_worker):
+        issues.extend(loaded.issues)
+        if loaded.raw is not None:
+            digest_parts.append((loaded.name, loaded.raw))
+        if loaded.account is None:
             continue
-        digest_parts.append((os.path.relpath(path, config_dir), loaded.raw))
-        model = _validate(AccountFile, loaded, issues, _account_shape_hint)
-        if model is None:
-            continue
-        account = _desired_account(model, loaded)
+        account = loaded.account
         _check_unique(account, accounts, number_owner, issues)
         if on_account is not None and not issues:
             on_account(settings, settings_path, account)
@@ -141,6 +149,89 @@ def _account_files(config_dir: str, issues: list[ConfigIssue]) -> list[str]:
             )
         )
     return [os.path.join(accounts_dir, n) for n in names]
+
+
+# --- account files: parsed here, or in a worker process --------------------------------
+
+# Parsing and validating account files is CPU-bound Python (~1 s for 1,000 files with
+# 100,000 numbers). When the caller overlaps loading with reading live state over HTTP,
+# parsing in this process would hold the GIL that the reading threads need after every
+# socket call, and both would crawl; a worker process parses in parallel instead, and
+# sends each account back compactly (see DesiredNumber.__reduce__). Only for configs big
+# enough to gain (~20,000 numbers and up), only where a fork is cheap and safe (no other
+# thread running yet), and any failure of the worker falls back to parsing here.
+WORKER_MIN_BYTES = 1_000_000
+WORKER_CHUNK_BYTES = 100_000  # a chunk of files per message: the first accounts come early
+
+
+class _Loaded(NamedTuple):
+    """One account file: its name for the digest, its bytes, its account or its issues."""
+
+    name: str
+    raw: bytes | None
+    account: DesiredAccount | None
+    issues: list[ConfigIssue]
+
+
+def _big(paths: list[str]) -> bool:
+    return sum(os.path.getsize(p) for p in paths) >= WORKER_MIN_BYTES
+
+
+def _load_account_files(paths: list[str], config_dir: str, in_worker: bool) -> Iterator[_Loaded]:
+    """Each file loaded, in order."""
+    chunks = _chunks(paths) if in_worker and _can_fork() else []
+    done = 0
+    if chunks:
+        try:
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        except OSError as exc:  # e.g. no semaphores in this sandbox
+            log.debug("config: no worker process (%s); parsing here", exc)
+        else:
+            try:
+                log.debug("config: parsing %d files in a worker process", len(paths))
+                for results in pool.map(_load_chunk, chunks, itertools.repeat(config_dir)):
+                    yield from results
+                    done += 1
+            except BrokenProcessPool:
+                log.warning("config: the worker process died; parsing the rest here")
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+    rest = paths if not chunks else [p for chunk in chunks[done:] for p in chunk]
+    for path in rest:
+        yield _load_account_file(path, config_dir)
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+
+
+def _chunks(paths: list[str]) -> list[list[str]]:
+    """The first file alone (its account comes back at once: reading live can start), then
+    files in chunks of about WORKER_CHUNK_BYTES."""
+    chunks: list[list[str]] = [paths[:1], []]
+    size = 0
+    for path in paths[1:]:
+        if size >= WORKER_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(path)
+        size += os.path.getsize(path)
+    return [chunk for chunk in chunks if chunk]
+
+
+def _load_chunk(paths: list[str], config_dir: str) -> list[_Loaded]:
+    return [_load_account_file(path, config_dir) for path in paths]
+
+
+def _load_account_file(path: str, config_dir: str) -> _Loaded:
+    issues: list[ConfigIssue] = []
+    loaded = _parse(path, issues)
+    if loaded is None:
+        return _Loaded("", None, None, issues)
+    name = os.path.relpath(path, config_dir)
+    model = _validate(AccountFile, loaded, issues, _account_shape_hint)
+    account = _desired_account(model, loaded) if model is not None else None
+    return _Loaded(name, loaded.raw, account, issues)
 
 
 def _parse(path: str, issues: list[ConfigIssue]) -> LoadedYaml | None:

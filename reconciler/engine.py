@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reconciler.config import load_config
-from reconciler.errors import ReconcilerError
+from reconciler.config import load_config, load_settings_only
+from reconciler.errors import ConfigError, ReconcilerError
 from reconciler.models import (
     DesiredAccount,
     DesiredState,
@@ -74,11 +74,22 @@ class ReadAhead:
     provider's `prefetch` as soon as its file is loaded, so the two overlap. The plan is
     the same as without it: `read` still gets the whole list once the config is complete.
 
-    Only the HTTP provider is opened early: the sandbox reads in two queries anyway, and
+    Only for the HTTP provider (`for_config`): the sandbox reads in two queries anyway, and
     opening it can create its database from the seed, which must not happen for a config
     that turns out to be invalid. If the provider cannot be opened (a key is not set, say),
     nothing is prefetched and the error comes as usual, after the config is checked.
     """
+
+    @classmethod
+    def for_config(
+        cls, config_dir: str, accounts: tuple[str, ...] | list[str], shard: tuple[int, int] | None
+    ) -> ReadAhead | None:
+        """A ReadAhead if the config's provider is the HTTP one (else None)."""
+        try:
+            settings, _ = load_settings_only(config_dir)
+        except ConfigError:
+            return None  # load_config reports it, with every other problem
+        return cls(config_dir, accounts, shard) if settings.provider.type == "ctm" else None
 
     def __init__(
         self, config_dir: str, accounts: tuple[str, ...] | list[str], shard: tuple[int, int] | None
@@ -95,9 +106,6 @@ class ReadAhead:
         if self.off or not in_scope(account.id, self.accounts, self.shard):
             return
         if self.provider is None:
-            if settings.provider.type != "ctm":
-                self.off = True
-                return
             try:
                 where = _settings_dir(self.config_dir, settings_path)
                 self.provider = open_provider(settings, where)
@@ -135,7 +143,9 @@ def make_plan(
     shard: tuple[int, int] | None = None,
 ) -> Planned:
     """Config + live -> Plan. The caller closes `Planned.provider`."""
-    ahead = ReadAhead(config_dir, accounts, shard) if desired is None and provider is None else None
+    ahead = None
+    if desired is None and provider is None:
+        ahead = ReadAhead.for_config(config_dir, accounts, shard)
     try:
         if desired is None:
             desired = load_config(config_dir, on_account=ahead)

@@ -333,6 +333,37 @@ def test_malformed_reads_are_clear_errors(body: Any, text: str) -> None:
     assert text in str(e.value)
 
 
+@pytest.mark.parametrize("prefetch", [False, True])
+@pytest.mark.parametrize(
+    ("reply", "text"),
+    [
+        ((200, b"<html>oops</html>", {}), "malformed response: not JSON (application/json)"),
+        ((200, {"numbers": "x"}, {}), "malformed response: no 'numbers' list"),
+        ((400, {"status": "error", "reason": "nope"}, {}), "400 Bad Request: nope"),
+    ],
+)
+def test_a_bad_numbers_page_is_the_same_error_with_or_without_prefetch(
+    prefetch: bool, reply: Reply, text: str
+) -> None:
+    """A prefetched page that fails is reported by read, where it would have been."""
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> Reply:
+        if path.startswith("/api/v1/accounts?"):
+            accounts = [ACCOUNT, {**ACCOUNT, "id": 2}]
+            return 200, {"accounts": accounts, "total_pages": 1}, {}
+        if path.startswith("/api/v1/accounts/2/numbers"):
+            return reply
+        return 200, {"numbers": [NUMBER], "total_pages": 1}, {}
+
+    with client(answer) as (provider, seen), pytest.raises(ProviderError) as e:
+        if prefetch:
+            provider.prefetch("1")
+            provider.prefetch("2")
+        provider.read(["1", "2"])
+    assert str(e.value) == f"ctm: GET /accounts/2/numbers: {text}"
+    assert len(seen) == 3  # the list, and one numbers page each
+
+
 @pytest.mark.parametrize(
     ("body", "text"),
     [

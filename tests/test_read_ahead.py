@@ -6,6 +6,7 @@ only accounts in scope are read; a config error still wins, and nothing is left 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import config as config_module
 from reconciler.config import load_config
 from reconciler.engine import make_plan, open_for
 from reconciler.errors import ConfigError, ProviderAuthError
@@ -96,6 +98,30 @@ def test_the_plan_and_the_requests_are_those_of_reading_after_loading(
     assert ahead.plan.to_json_dict() == after.plan.to_json_dict()
     assert prefetched == (expected if expected is not None else list(ahead.desired.accounts))
     assert prefetched and _ctm_threads() == []
+
+
+def test_a_big_config_parsed_in_a_worker_plans_the_same(
+    served_config: tuple[Path, RunningServer],
+    prefetched: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The example config is made "big" so that it is parsed in a worker process."""
+    config, server = served_config
+    desired = load_config(str(config))
+    with open_for(desired) as provider:
+        after = make_plan(str(config), provider=provider, desired=desired, now=NOW)
+    requests_after = server.stats.snapshot()["total"]
+    server.reset_stats()
+    monkeypatch.setattr(config_module, "WORKER_MIN_BYTES", 1)
+    monkeypatch.setattr(config_module, "_can_fork", lambda: True)  # server threads run here
+    with caplog.at_level(logging.DEBUG, logger="reconciler.config"):
+        ahead = make_plan(str(config), now=NOW)
+    ahead.provider.close()
+    assert "parsing 4 files in a worker process" in caplog.text
+    assert server.stats.snapshot()["total"] == requests_after
+    assert ahead.plan.to_json_dict() == after.plan.to_json_dict()
+    assert prefetched == ["1001", "1002", "1003", "1004"]
 
 
 def test_a_config_error_wins_and_nothing_is_left_running(
