@@ -13,6 +13,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -202,7 +203,10 @@ def _load_account_files(paths: list[str], config_dir: str, in_worker: bool) -> I
 
 
 def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    # A forked worker starts at once with everything imported. Forking is safe only while
+    # this process runs a single thread, and only on Linux (macOS frameworks may not
+    # survive a fork; Windows has none): elsewhere the files are parsed here.
+    return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
 def _chunks(paths: list[str]) -> list[list[str]]:
