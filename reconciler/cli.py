@@ -400,15 +400,13 @@ def import_(
     _setup_logging(verbose)
 
     def body() -> int:
-        from pathlib import Path
-
         from reconciler.config import load_settings_only
+        from reconciler.engine import settings_dir_of
         from reconciler.importer import write_account_files
         from reconciler.providers import open_provider
 
         settings, settings_path = load_settings_only(config_dir)
-        base = Path(settings_path).parent if settings_path else Path(config_dir)
-        with open_provider(settings, base) as provider:
+        with open_provider(settings, settings_dir_of(config_dir, settings_path)) as provider:
             live = provider.read([str(a) for a in accounts])
         if live.missing:
             fail(f"unknown account(s) at the provider: {', '.join(live.missing)}")

@@ -444,30 +444,27 @@ def _check_unique(
     number_owner: dict[str, DesiredNumber],
     issues: list[ConfigIssue],
 ) -> None:
-    first = accounts.get(account.id)
-    if first is not None:
+    """The first file to claim an account id or a number keeps it; later claims are issues."""
+    first = accounts.setdefault(account.id, account)
+    if first is not account:
         issues.append(
-            ConfigIssue(
-                account.source.path,
-                account.source.line,
-                1,
+            _claimed_twice(
+                account.source,
                 f"account id {account.id} is also managed in {first.source}; "
                 "keep one file per account",
             )
         )
-    else:
-        accounts[account.id] = account
     for num in account.numbers:
-        seen = number_owner.get(num.number)
-        if seen is not None:
+        seen = number_owner.setdefault(num.number, num)
+        if seen is not num:
             issues.append(
-                ConfigIssue(
-                    num.source.path,
-                    num.source.line,
-                    1,
+                _claimed_twice(
+                    num.source,
                     f"number {num.number} is listed twice: also at {seen.source}; "
                     "list each number once, under its account",
                 )
             )
-        else:
-            number_owner[num.number] = num
+
+
+def _claimed_twice(source: Source, message: str) -> ConfigIssue:
+    return ConfigIssue(source.path, source.line, 1, message)

@@ -32,10 +32,11 @@ class Planned:
 
 def settings_dir(desired: DesiredState) -> Path:
     """Relative provider paths resolve against the settings file's directory."""
-    return _settings_dir(desired.config_dir, desired.settings_path)
+    return settings_dir_of(desired.config_dir, desired.settings_path)
 
 
-def _settings_dir(config_dir: str, settings_path: str | None) -> Path:
+def settings_dir_of(config_dir: str, settings_path: str | None) -> Path:
+    """The settings file's directory (the config dir when there is no settings file)."""
     return Path(settings_path or str(Path(config_dir) / "reconciler.yaml")).parent
 
 
@@ -48,7 +49,7 @@ def scope_accounts(desired: DesiredState, accounts: tuple[str, ...] | list[str])
             f"--account {', '.join(unknown)}: not managed by {desired.config_dir} "
             f"(managed: {', '.join(list(desired.accounts)[:10]) or 'none'})"
         )
-    return desired.scoped(ids)
+    return desired.scoped(ids or None)
 
 
 def open_for(desired: DesiredState) -> Provider:
@@ -107,7 +108,7 @@ class ReadAhead:
             return
         if self.provider is None:
             try:
-                where = _settings_dir(self.config_dir, settings_path)
+                where = settings_dir_of(self.config_dir, settings_path)
                 self.provider = open_provider(settings, where)
             except ReconcilerError:
                 self.off = True
@@ -123,14 +124,7 @@ def shard_accounts(desired: DesiredState, shard: tuple[int, int] | None) -> Desi
     """Only the accounts of shard K of N (see shard.py)."""
     if shard is None:
         return desired
-    keep = [a for a in desired.accounts if in_scope(a, set(), shard)]
-    return DesiredState(
-        desired.config_dir,
-        desired.settings,
-        desired.settings_path,
-        {a: desired.accounts[a] for a in keep},
-        desired.digest,
-    )
+    return desired.scoped([a for a in desired.accounts if in_scope(a, set(), shard)])
 
 
 def make_plan(

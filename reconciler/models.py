@@ -296,8 +296,8 @@ class DesiredState:
     digest: str  # sha256 over the config files' bytes, "sha256:<hex>"
 
     def scoped(self, account_ids: list[str] | None) -> DesiredState:
-        """Only the given accounts (all when None)."""
-        if not account_ids:
+        """Only the given accounts, in that order (all when None)."""
+        if account_ids is None:
             return self
         keep = {a: self.accounts[a] for a in account_ids if a in self.accounts}
         return DesiredState(self.config_dir, self.settings, self.settings_path, keep, self.digest)
