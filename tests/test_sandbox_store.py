@@ -461,3 +461,12 @@ def test_numbers_pages_as_json_text_are_the_wire_shape(tmp_path: Path) -> None:
                 assert json.dumps(json.loads(text)) == json.dumps(items)
         with pytest.raises(ProviderNotFound):
             store.list_numbers_json("424242", 1, 10)
+        assert store.list_numbers_json(accounts[0][0], 10**20, 150) == ("[]", 40)
+
+
+def test_numbers_page_as_json_of_an_account_without_numbers(tmp_path: Path) -> None:
+    accounts, _ = generate_rows(1, 0, seed=5, now=NOW)
+    db = tmp_path / "s.db"
+    create_database(db, accounts, [])
+    with SandboxStore(db) as store:
+        assert store.list_numbers_json(accounts[0][0], 1, 150) == ("[]", 0)
