@@ -7,6 +7,7 @@ sandbox server does not; no mock of the HTTP layer is involved.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import shutil
@@ -23,7 +24,6 @@ from typing import Any
 
 import pydantic
 import pytest
-import requests
 
 from reconciler.errors import (
     ProviderAuthError,
@@ -195,16 +195,6 @@ def test_a_redirect_to_another_host_is_not_followed() -> None:
             provider.read(["1"])
     assert len(seen) == 1 and seen[0][2]["Authorization"] == f"Basic {TOKEN}"
     assert other_seen == []  # never contacted, so it never saw the credentials
-
-
-def test_requests_itself_strips_authorization_across_hosts() -> None:
-    """Belt and braces: even a followed redirect to another host would drop the header."""
-    with http_server(lambda *_: (200, ACCOUNT, {})) as (other, other_seen):
-        elsewhere = other.replace("127.0.0.1", "localhost") + "/x"
-        with http_server(lambda *_: (302, {}, {"Location": elsewhere})) as (origin, _):
-            requests.get(f"{origin}/x", auth=(ACCESS, SECRET), timeout=5)
-    assert len(other_seen) == 1
-    assert "Authorization" not in other_seen[0][2]
 
 
 # --- network failures: one clear line, quickly -----------------------------------------
@@ -393,19 +383,78 @@ def test_ids_cannot_escape_their_path_segment() -> None:
 
 
 @pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A self-signed certificate for 127.0.0.1 and api.example.test: cert.pem, key.pem."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl not available")
     d: Path = tmp_path_factory.mktemp("tls")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:api.example.test",
          "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
         check=True, capture_output=True,
     )  # fmt: skip
+    return d
+
+
+@pytest.fixture(scope="module")
+def self_signed(tls_files: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(d / "cert.pem", d / "key.pem")
+    context.load_cert_chain(tls_files / "cert.pem", tls_files / "key.pem")
     return context
+
+
+def one_account(method: str, path: str, headers: dict[str, str]) -> Reply:
+    """Account 1 with one number, for reads that must simply succeed."""
+    if "/numbers" in path:
+        return 200, {"numbers": [NUMBER], "total_pages": 1}, {}
+    return 200, ACCOUNT, {}
+
+
+@contextmanager
+def connect_proxy() -> Iterator[tuple[str, list[str], bytearray]]:
+    """An HTTP CONNECT proxy on 127.0.0.1 that sends every tunnel to 127.0.0.1 (so any
+    host name works offline). Yields (proxy URL, CONNECT targets seen, bytes relayed)."""
+    targets: list[str] = []
+    relayed = bytearray()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := src.recv(65536):
+                relayed.extend(chunk)
+                dst.sendall(chunk)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def tunnel(conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        target = head.split(b" ")[1].decode()
+        targets.append(target)
+        upstream = socket.create_connection(("127.0.0.1", int(target.rsplit(":", 1)[1])))
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
+        pump(conn, upstream)
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = listener.accept()
+                conn.settimeout(None)
+                threading.Thread(target=tunnel, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", targets, relayed
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
 
 
 def test_tls_verification_is_always_on(self_signed: ssl.SSLContext) -> None:
@@ -438,6 +487,61 @@ def test_tls_verification_cannot_be_turned_off_by_the_environment(
     ):
         provider.read(["1"])
     assert seen == []
+
+
+def test_the_ca_bundle_the_environment_names_is_trusted(
+    tls_files: Path, self_signed: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files / "cert.pem"))
+    with client(one_account, tls=self_signed) as (provider, seen):
+        assert provider.read(["1"]).accounts["1"].name == "One"
+    assert len(seen) == 2
+
+
+def test_a_ca_bundle_that_does_not_exist_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    with pytest.raises(ProviderError, match=r"CA bundle .* does not exist: /nonexistent/ca\.pem"):
+        CtmProvider(settings("https://api.example.test/api/v1"), ENV)
+
+
+def test_https_goes_through_the_proxy_the_environment_names(
+    tls_files: Path, self_signed: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tunnel (CONNECT) to the API host: the proxy relays only ciphertext, never the keys."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files / "cert.pem"))
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with (
+        connect_proxy() as (proxy, targets, relayed),
+        http_server(one_account, self_signed) as (origin, seen),
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        port = origin.rsplit(":", 1)[1]
+        url = f"https://api.example.test:{port}/api/v1"
+        with CtmProvider(settings(url), ENV, retry=FAST) as provider:
+            assert provider.read(["1"]).accounts["1"].name == "One"
+    assert targets == [f"api.example.test:{port}"]
+    assert len(seen) == 2 and seen[0][2]["Authorization"] == f"Basic {TOKEN}"
+    assert relayed and TOKEN.encode() not in relayed and SECRET.encode() not in relayed
+
+
+def test_no_proxy_and_loopback_hosts_bypass_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("no_proxy", "ALL_PROXY", "all_proxy", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with connect_proxy() as (proxy, targets, _):
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        with client(one_account) as (provider, seen):  # http://127.0.0.1
+            provider.read(["1"])
+        assert len(seen) == 2
+        monkeypatch.setenv("NO_PROXY", "api.example.test")
+        cfg = settings("https://api.example.test/api/v1")
+        with (
+            CtmProvider(cfg, ENV, retry=FAST) as provider,
+            pytest.raises(ProviderTransientError, match=r"cannot resolve host api\.example\.test"),
+        ):
+            provider.read(["1"])  # straight to the host, which does not resolve offline
+    assert targets == []
 
 
 # --- secrets never leak -------------------------------------------------------------------

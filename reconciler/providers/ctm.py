@@ -2,13 +2,18 @@
 
 Design, in the order a request meets it:
 
-- **One pooled session.** A single :class:`requests.Session` whose ``HTTPAdapter`` keeps up
-  to ``concurrency`` keep-alive connections, shared by every worker thread. Redirects are
-  never followed (a 3xx is an error naming only the target's origin), so credentials can
-  never be carried to another host. TLS verification is always on: ``verify`` is never
-  False (a ``REQUESTS_CA_BUNDLE`` in the environment may name a different CA bundle, it
-  cannot turn verification off). ``http://`` is refused unless the host is loopback
-  (127.0.0.0/8, ::1, ``localhost``), which is how the sandbox server is tested.
+- **One connection pool.** A single urllib3 ``PoolManager`` (a ``ProxyManager`` when the
+  environment names a proxy for the host: ``HTTPS_PROXY``/``NO_PROXY`` as requests reads
+  them) keeps up to ``concurrency`` keep-alive connections, shared by every worker thread.
+  This is the transport requests itself uses, without requests' per-call layers (request
+  preparation, cookies, hooks, response wrapping): those cost ~0.35 ms of CPU per call
+  under the GIL, which at 1,000 pages and 8 threads made a fleet read ~5% slower.
+  Redirects are never followed (a 3xx is an error naming only the target's origin), so
+  credentials can never be carried to another host. TLS verification is always on
+  (``CERT_REQUIRED`` with certifi's bundle; a ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``
+  in the environment may name a different bundle, nothing can turn verification off).
+  ``http://`` is refused unless the host is loopback (127.0.0.0/8, ::1, ``localhost``),
+  which is how the sandbox server is tested; loopback never goes through a proxy.
 - **Client-side rate limit.** Every attempt, first tries and retries alike, takes a token
   from one :class:`TokenBucket` at ``requests_per_second`` shared by all threads. The
   bucket is small (``burst = max(1, rps // 10)``, i.e. 100 ms worth): the sustained rate
@@ -54,7 +59,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
+import os
 import re
 import threading
 import time
@@ -65,19 +72,23 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import requests.certs
+import requests.utils
+from urllib3 import BaseHTTPResponse, PoolManager, ProxyManager, Timeout
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    HTTPError,
     InvalidHeader,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
     ProtocolError,
+    ProxyError,
     ReadTimeoutError,
     ResponseError,
+    SSLError,
 )
-from urllib3.util import Retry
+from urllib3.util import Retry, make_headers, parse_url
 
 from reconciler.errors import (
     ProviderAuthError,
@@ -339,14 +350,19 @@ class CtmProvider(Provider):
         self.burst = burst if burst is not None else max(1, int(rps // 10))
         self.retry_policy = retry or RetryPolicy()
         self._gate = _RetryGate(self.retry_policy, TokenBucket(rps, self.burst))
-        self._session = self._make_session(access, secret)
+        self._headers = {
+            "Authorization": f"Basic {token}",
+            "Accept": "application/json",
+            "User-Agent": "reconciler",
+        }
+        self._http = self._make_pool()
         self._lock = threading.Lock()
         self.requests_made = 0  # first attempts; retries are in `retries_made`
         self._pool: ThreadPoolExecutor | None = None  # `concurrency` threads, made on first use
         # Reads started by `prefetch` for the next `read`: each account's first numbers page
         # (in flight or not yet decoded; decoded, in `_ready`), page 1 of the account list,
         # and the accounts whose page has arrived since `prefetch` last looked.
-        self._early: dict[str, Future[requests.Response | None]] = {}
+        self._early: dict[str, Future[BaseHTTPResponse | None]] = {}
         self._ready: dict[str, _Page | None] = {}
         self._early_list: Future[Any] | None = None
         self._arrived: deque[str] = deque()
@@ -365,7 +381,7 @@ class CtmProvider(Provider):
             self._early, self._ready, self._early_list = {}, {}, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)  # in-flight requests end first
-        self._session.close()
+        self._http.clear()
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -389,7 +405,8 @@ class CtmProvider(Provider):
             values.append(value)
         return values[0], values[1]
 
-    def _make_session(self, access: str, secret: str) -> requests.Session:
+    def _make_pool(self) -> PoolManager:
+        """The connection pool: retries, timeouts, TLS and (for remote hosts) proxy."""
         p = self.retry_policy
         retry = _GatedRetry(
             total=p.retries,
@@ -406,18 +423,43 @@ class CtmProvider(Provider):
             raise_on_redirect=False,
         )
         retry.gate = self._gate
-        adapter = HTTPAdapter(
-            pool_connections=1, pool_maxsize=self.concurrency, pool_block=True, max_retries=retry
+        options: dict[str, Any] = {
+            "num_pools": 1,
+            "maxsize": self.concurrency,
+            "block": True,  # a thread waits for a free connection instead of opening more
+            "retries": retry,
+            "timeout": Timeout(connect=self.timeout, read=self.timeout),
+            "cert_reqs": "CERT_REQUIRED",
+            **self._ca_options(),
+        }
+        proxy = self._proxy()
+        if proxy is None:
+            return PoolManager(**options)
+        auth = parse_url(proxy).auth
+        headers = make_headers(proxy_basic_auth=auth) if auth else None
+        return ProxyManager(proxy, proxy_headers=headers, **options)
+
+    def _ca_options(self) -> dict[str, str]:
+        """certifi's bundle, or the file or directory REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE names
+        (as requests reads them; an empty value means the default, never "do not verify")."""
+        where = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if not where:
+            return {"ca_certs": requests.certs.where()}
+        if os.path.isdir(where):
+            return {"ca_cert_dir": where}
+        if os.path.isfile(where):
+            return {"ca_certs": where}
+        raise ProviderError(
+            f"ctm: the CA bundle named by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE does not exist: "
+            f"{_one_line(where, 120)}"
         )
-        session = requests.Session()
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.auth = (access, secret)
-        session.verify = True
-        session.headers.update({"Accept": "application/json", "User-Agent": "reconciler"})
+
+    def _proxy(self) -> str | None:
+        """The proxy the environment names for base_url (none for loopback hosts)."""
         if is_loopback(urlsplit(self._base).hostname or ""):
-            session.trust_env = False  # never send loopback traffic through an env proxy
-        return session
+            return None  # never send loopback traffic through an env proxy
+        proxies = requests.utils.get_environ_proxies(self._base)
+        return requests.utils.select_proxy(self._base, proxies) or None
 
     # --- reads --------------------------------------------------------------------------
 
@@ -450,7 +492,7 @@ class CtmProvider(Provider):
     def _decode_early(
         self,
         account_ids: Iterable[str],
-        early: dict[str, Future[requests.Response | None]],
+        early: dict[str, Future[BaseHTTPResponse | None]],
         ready: dict[str, _Page | None],
     ) -> None:
         """Decode these prefetched pages (waiting for them): from `early` into `ready`.
@@ -542,7 +584,7 @@ class CtmProvider(Provider):
         self,
         accounts: list[LiveAccount],
         pool: ThreadPoolExecutor,
-        early: dict[str, Future[requests.Response | None]],
+        early: dict[str, Future[BaseHTTPResponse | None]],
         ready: dict[str, _Page | None],
     ) -> set:
         """Fill in every account's numbers; return the ids whose numbers 404 (gone).
@@ -582,7 +624,7 @@ class CtmProvider(Provider):
                     acc.numbers.append(number)
         return gone
 
-    def _fetch_numbers(self, account_id: str, page: int) -> requests.Response | None:
+    def _fetch_numbers(self, account_id: str, page: int) -> BaseHTTPResponse | None:
         """One page of an account's numbers, not yet decoded; None if the account is gone.
 
         Runs in a worker thread. Decoding and converting the page (about a third of the CPU
@@ -598,7 +640,7 @@ class CtmProvider(Provider):
     def _pages(
         self,
         jobs: list[tuple[str, int]],
-        sources: list[Future[requests.Response | None] | _Page | None],
+        sources: list[Future[BaseHTTPResponse | None] | _Page | None],
     ) -> list[_Page | None]:
         """Each job's page, decoded here as it arrives, in order (a source that is not a
         future is a page decoded already); a failure cancels the rest."""
@@ -613,7 +655,7 @@ class CtmProvider(Provider):
                     got.cancel()
             raise
 
-    def _numbers_of(self, account_id: str, resp: requests.Response | None) -> _Page | None:
+    def _numbers_of(self, account_id: str, resp: BaseHTTPResponse | None) -> _Page | None:
         """A fetched numbers page decoded and converted (None stays None: gone)."""
         if resp is None:
             return None
@@ -705,7 +747,7 @@ class CtmProvider(Provider):
 
     def _exchange(
         self, method: str, path: str, *, params: dict | None = None, body: dict | None = None
-    ) -> requests.Response:
+    ) -> BaseHTTPResponse:
         """One API call (with its retries): the 2xx response, its body read and its
         connection back in the pool; `_json` decodes it."""
         self._gate.bucket.acquire()
@@ -713,42 +755,43 @@ class CtmProvider(Provider):
         with self._lock:
             self.requests_made += 1
         t0 = time.monotonic()
+        url = self._base + path
+        if params:
+            url += "?" + "&".join(f"{k}={v}" for k, v in params.items())
+        headers = self._headers
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = {**headers, "Content-Type": "application/json"}
         try:
-            resp = self._session.request(
-                method,
-                self._base + path,
-                params=params,
-                json=body,
-                timeout=self.timeout,
-                allow_redirects=False,
+            resp = self._http.urlopen(
+                method, url, body=data, headers=headers, redirect=False, preload_content=True
             )
-        except requests.RequestException as exc:
+        except HTTPError as exc:
             err = self._network_error(method, path, exc)
             log.debug("request: method=%s path=%s failed: %s", method, path, err)
             raise err from None
-        with resp:
-            page = (params or {}).get("page", "-")
-            ms = (time.monotonic() - t0) * 1000
-            log.debug(
-                "request: method=%s path=%s page=%s status=%d ms=%d attempts=%d",
-                *(method, path, page, resp.status_code, ms, self._gate.attempts),
-            )
-            if not 200 <= resp.status_code < 300:
-                raise self._http_error(method, path, resp)
-            resp.content  # noqa: B018 - read the body before the connection is released
+        page = (params or {}).get("page", "-")
+        ms = (time.monotonic() - t0) * 1000
+        log.debug(
+            "request: method=%s path=%s page=%s status=%d ms=%d attempts=%d",
+            *(method, path, page, resp.status, ms, self._gate.attempts),
+        )
+        if not 200 <= resp.status < 300:
+            raise self._http_error(method, path, resp)
         return resp
 
-    def _json(self, method: str, path: str, resp: requests.Response) -> Any:
+    def _json(self, method: str, path: str, resp: BaseHTTPResponse) -> Any:
         try:
-            return resp.json()
+            return json.loads(resp.data)
         except ValueError:
             kind = resp.headers.get("Content-Type", "no content type")
             raise ProviderError(
                 f"ctm: {method} {path}: malformed response: not JSON ({_one_line(kind, 60)})"
             ) from None
 
-    def _http_error(self, method: str, path: str, resp: requests.Response) -> ProviderError:
-        code = resp.status_code
+    def _http_error(self, method: str, path: str, resp: BaseHTTPResponse) -> ProviderError:
+        code = resp.status
         head = f"ctm: {method} {path}: {code} {_one_line(resp.reason or '', 60)}".rstrip()
         reason = self._server_reason(resp)
         access_var, secret_var = self._key_vars
@@ -772,36 +815,39 @@ class CtmProvider(Provider):
             )
         return ProviderError(f"{head}: {reason or 'request refused'}")
 
-    def _server_reason(self, resp: requests.Response) -> str:
+    def _server_reason(self, resp: BaseHTTPResponse) -> str:
         try:
-            data = resp.json()
+            data = json.loads(resp.data)
         except ValueError:
             return ""
         reason = data.get("reason") if isinstance(data, dict) else None
         return self._redact(_one_line(reason)) if isinstance(reason, str) else ""
 
-    def _network_error(self, method: str, path: str, exc: Exception) -> ProviderError:
+    def _network_error(self, method: str, path: str, exc: HTTPError) -> ProviderError:
+        """A urllib3 failure (usually MaxRetryError around its cause) as one line."""
         cause: BaseException = exc
-        if exc.args and isinstance(exc.args[0], MaxRetryError):
-            cause = exc.args[0].reason or exc
+        if isinstance(exc, MaxRetryError):
+            cause = exc.reason or exc
         origin = self._base[: len(self._base) - len(self._path_prefix)]
         tries = f"after {self._gate.attempts} attempts"
         if self._gate.gave_up:
             tries += f"; {self._gate.gave_up}"
-        if isinstance(exc, requests.exceptions.SSLError):
-            found = re.search(r"\[SSL: [A-Z_]+\] ([^(')]+)", str(exc))
+        if isinstance(cause, SSLError):
+            found = re.search(r"\[SSL: [A-Z_]+\] ([^(')]+)", str(cause))
             detail = found.group(1).strip() if found else "handshake failed"
             return ProviderError(f"ctm: {method} {path}: TLS error with {origin}: {detail}")
-        if isinstance(cause, NameResolutionError):
+        if isinstance(cause, ProxyError):
+            text = "cannot connect through the proxy named by HTTPS_PROXY/HTTP_PROXY"
+        elif isinstance(cause, NameResolutionError):
             text = f"cannot resolve host {urlsplit(self._base).hostname} (DNS lookup failed)"
         elif isinstance(cause, NewConnectionError):
             refused = "refused" in str(cause).lower()
             text = f"cannot connect to {origin}" + (" (connection refused)" if refused else "")
         elif isinstance(cause, ConnectTimeoutError):
             text = f"connecting to {origin} timed out after {self.timeout:g} s"
-        elif isinstance(cause, ReadTimeoutError) or isinstance(exc, requests.ReadTimeout):
+        elif isinstance(cause, ReadTimeoutError):
             text = f"no response within {self.timeout:g} s (timeout_seconds)"
-        elif isinstance(cause, ProtocolError) or isinstance(exc, requests.ConnectionError):
+        elif isinstance(cause, ProtocolError):
             text = "the connection was closed without a response"
         else:
             text = f"request failed ({type(cause).__name__})"
