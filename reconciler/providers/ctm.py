@@ -288,11 +288,6 @@ def _paging(page: int) -> dict[str, int]:
     return {"page": page, "per_page": PER_PAGE}
 
 
-def _run_all(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """fn over items concurrently, results in order; the first failure cancels the rest."""
-    return _results([pool.submit(fn, item) for item in items])
-
-
 def _results(futures: list[Future[R]]) -> list[R]:
     """The futures' results in order; the first failure cancels the rest."""
     try:
@@ -520,11 +515,13 @@ class CtmProvider(Provider):
         try:
             if not wanted:
                 return LiveState(accounts={})
-            # Prefetched pages first, as they arrive: the rest of the account list queues
-            # behind them in the pool anyway, and is then one round trip at the end.
-            self._decode_early(list(early), early, ready)
             pool = self._executor()
-            found = self._find_accounts(wanted, pool, early_list)
+            # The account lookups start first, so they queue in the pool alongside the
+            # prefetched pages still in flight instead of being one more round trip after
+            # them; the prefetched pages are decoded while they run.
+            finding = self._start_finding(wanted, pool, early_list)
+            self._decode_early(list(early), early, ready)
+            found = finding()
             gone = self._attach_numbers(list(found.values()), pool, early, ready)
         finally:
             for future in early.values():  # announced, but not asked for or not found
@@ -532,44 +529,51 @@ class CtmProvider(Provider):
         accounts = {a: found[a] for a in wanted if a in found and a not in gone}
         return LiveState(accounts=accounts, missing=[a for a in wanted if a not in accounts])
 
-    def _find_accounts(
+    def _start_finding(
         self, wanted: list[str], pool: ThreadPoolExecutor, early_list: Future[Any] | None
-    ) -> dict[str, LiveAccount]:
-        """The wanted accounts the provider knows, by id, in the fewest requests."""
+    ) -> Callable[[], dict[str, LiveAccount]]:
+        """Start finding the wanted accounts in the fewest requests; the function returned
+        waits for them and gives the accounts the provider knows, by id.
+
+        One account: its GET. Several: list page 1 (waited for here; prefetch started it),
+        then the rest of the list or single GETs for the ids page 1 lacks, whichever costs
+        less.
+        """
+        listed: dict[str, Any] = {}
+        pages: list[Future[Any]] = []
+        gets: dict[str, Future[Any]] = {}
         if len(wanted) == 1:
-            listed = self._get_accounts(wanted, pool)
+            gets = {a: pool.submit(self._get_account, a) for a in wanted}
         else:
-            listed = self._list_accounts(wanted, pool, early_list)
-        convert = wire.account_from_wire
-        return {a: self._convert("/accounts", convert, listed[a]) for a in wanted if a in listed}
+            first = early_list.result() if early_list else self._get("/accounts", page=1)
+            listed = self._accounts_on(first, "/accounts")
+            rest = [a for a in wanted if a not in listed]
+            more = list(range(2, self._total_pages(first, "/accounts") + 1))
+            if rest and more:
+                if len(rest) < len(more):
+                    gets = {a: pool.submit(self._get_account, a) for a in rest}
+                else:
+                    pages = [pool.submit(self._get, "/accounts", n) for n in more]
 
-    def _list_accounts(
-        self, wanted: list[str], pool: ThreadPoolExecutor, early_first: Future[Any] | None
-    ) -> dict[str, Any]:
-        """List page 1, then the rest of the list or single GETs, whichever costs less."""
-        first = early_first.result() if early_first else self._get("/accounts", page=1)
-        listed = self._accounts_on(first, "/accounts")
-        rest = [a for a in wanted if a not in listed]
-        more_pages = list(range(2, self._total_pages(first, "/accounts") + 1))
-        if rest and more_pages:
-            if len(rest) < len(more_pages):
-                listed.update(self._get_accounts(rest, pool))
-            else:
-                for page in _run_all(pool, lambda n: self._get("/accounts", page=n), more_pages):
-                    listed.update(self._accounts_on(page, "/accounts"))
-        return listed
+        def finish() -> dict[str, LiveAccount]:
+            for page in _results(pages):
+                listed.update(self._accounts_on(page, "/accounts"))
+            for account_id, data in zip(gets, _results(list(gets.values())), strict=True):
+                if data is not None:
+                    listed[account_id] = data
+            convert = wire.account_from_wire
+            return {
+                a: self._convert("/accounts", convert, listed[a]) for a in wanted if a in listed
+            }
 
-    def _get_accounts(self, ids: list[str], pool: ThreadPoolExecutor) -> dict:
-        """GET /accounts/{id} for each id; unknown ids are left out. Values are wire dicts."""
+        return finish
 
-        def one(account_id: str) -> Any:
-            try:
-                return self._get(f"/accounts/{_seg(account_id)}")
-            except ProviderNotFound:
-                return None
-
-        found = zip(ids, _run_all(pool, one, ids), strict=True)
-        return {a: data for a, data in found if data is not None}
+    def _get_account(self, account_id: str) -> Any:
+        """GET /accounts/{id}: the wire dict, or None if the provider does not know it."""
+        try:
+            return self._get(f"/accounts/{_seg(account_id)}")
+        except ProviderNotFound:
+            return None
 
     def _accounts_on(self, page: Any, path: str) -> dict[str, Any]:
         items = self._items(page, "accounts", path)
