@@ -72,8 +72,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-import requests.certs
-import requests.utils
+import certifi
 from urllib3 import BaseHTTPResponse, PoolManager, ProxyManager, Timeout
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -439,7 +438,7 @@ class CtmProvider(Provider):
         (as requests reads them; an empty value means the default, never "do not verify")."""
         where = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if not where:
-            return {"ca_certs": requests.certs.where()}
+            return {"ca_certs": certifi.where()}
         if os.path.isdir(where):
             return {"ca_cert_dir": where}
         if os.path.isfile(where):
@@ -453,6 +452,8 @@ class CtmProvider(Provider):
         """The proxy the environment names for base_url (none for loopback hosts)."""
         if is_loopback(urlsplit(self._base).hostname or ""):
             return None  # never send loopback traffic through an env proxy
+        import requests.utils  # ~20 ms to import, and needed for remote hosts only
+
         proxies = requests.utils.get_environ_proxies(self._base)
         return requests.utils.select_proxy(self._base, proxies) or None
 
