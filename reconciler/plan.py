@@ -89,10 +89,22 @@ class _Builder:
     unchanged: int = 0
     final_status: dict[str, str] = field(default_factory=dict)
     final_calls: dict[str, str] = field(default_factory=dict)
+    # desired numbers their account does not list live, in plan order (see _numbers_elsewhere)
+    missing: list[tuple[DesiredAccount, DesiredNumber]] = field(default_factory=list)
     default_fee: Decimal = field(init=False)
+    stale_after: timedelta = field(init=False)
+    _wanted: set[str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.default_fee = self.settings.billing.default_fee  # a Decimal made per call
+        # made once: both are rebuilt on each access and asked for per number
+        self.default_fee = self.settings.billing.default_fee
+        self.stale_after = timedelta(days=self.settings.policy.stale_stop_days)
+
+    def wanted(self) -> set[str]:
+        """Every desired number of the config; built only when an account needs it."""
+        if self._wanted is None:
+            self._wanted = {n.number for a in self.desired.accounts.values() for n in a.numbers}
+        return self._wanted
 
     @property
     def settings(self) -> Settings:
@@ -123,7 +135,6 @@ def build_plan(
 ) -> Plan:
     """Compare desired with live and say what to change, what to warn about, what stays billed."""
     b = _Builder(desired, live, now)
-    wanted = {n.number: n for a in desired.accounts.values() for n in a.numbers}
     for acc in desired.accounts.values():
         live_acc = live.accounts.get(acc.id)
         if live_acc is None:
@@ -135,8 +146,8 @@ def build_plan(
                 acc.source,
             )
             continue
-        _plan_account(b, acc, live_acc, wanted)
-    _index_numbers_elsewhere(b, desired, live)
+        _plan_account(b, acc, live_acc)
+    _numbers_elsewhere(b, live)
     _charges_continue(b)
     billing = desired.settings.billing
     managed_live = [live.accounts[a] for a in desired.accounts if a in live.accounts]
@@ -166,9 +177,7 @@ def build_plan(
     )
 
 
-def _plan_account(
-    b: _Builder, acc: DesiredAccount, live: LiveAccount, wanted: dict[str, DesiredNumber]
-) -> None:
+def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
     address = f"account.{acc.id}"
     name = live.name or acc.name or ""
     if acc.name is not None and live.name and acc.name != live.name:
@@ -228,14 +237,28 @@ def _plan_account(
 
     by_number = {n.number: n for n in live.numbers}
     changed_numbers: set[str] = set()
+    managed = unchanged = 0
     for num in acc.numbers:
         live_num = by_number.get(num.number)
         if live_num is None:
-            continue  # reported once all accounts are indexed (unknown or wrong account)
-        if _plan_number(b, acc, live, num, live_num, final_status):
+            # reported once all accounts are indexed (unknown or wrong account)
+            b.missing.append((acc, num))
+            continue
+        managed += 1
+        if num.until is None and num.calls == live_num.calls and num.swapping == live_num.swapping:
+            # The common case at fleet scale, inlined: nothing to change and no window.
+            # The outcome is that of _plan_number, without its per-field work.
+            unchanged += 1
+            if live_num.calls == "stopped":
+                _stale_number(b, num, live_num, live_num.calls)
+        elif _plan_number(b, acc, live, num, live_num, final_status):
             changed_numbers.add(num.number)
-    managed = sum(1 for n in acc.numbers if n.number in by_number)
-    unmanaged = [n for n in live.numbers if n.number not in wanted]
+    b.unchanged += unchanged
+    if {n.number for n in acc.numbers}.issuperset(by_number):
+        unmanaged: list[LiveNumber] = []  # every live number is in this very file
+    else:
+        wanted = b.wanted()
+        unmanaged = [n for n in live.numbers if n.number not in wanted]
     _unmanaged(b, acc, live, unmanaged)
     _not_effective_account(b, acc, live, final_status)
     _threshold(b, acc, name, managed, len(changed_numbers))
@@ -261,12 +284,6 @@ def _plan_number(
     live: LiveNumber,
     account_final: str,
 ) -> bool:
-    if num.until is None and num.calls == live.calls and num.swapping == live.swapping:
-        # The common case at fleet scale: nothing to change and no window. The outcome is
-        # that of the loop below, without its per-field work.
-        b.unchanged += 1
-        _stale_number(b, num, live, live.calls)
-        return False
     address = f"number.{num.number}"
     fee = number_fee(live, b.default_fee)
     changed = False
@@ -347,7 +364,7 @@ def _plan_number(
 
 
 def _stale_number(b: _Builder, num: DesiredNumber, live: LiveNumber, final_calls: str) -> None:
-    if final_calls == "stopped" and live.calls == "stopped" and _is_stale(b, live.active_changed):
+    if final_calls == "stopped" and live.calls == "stopped":
         _stale(
             b,
             f"number.{num.number}",
@@ -361,10 +378,6 @@ def _stale_number(b: _Builder, num: DesiredNumber, live: LiveNumber, final_calls
 def _src(source: Source, lines: dict[str, int], key: str) -> str:
     """`file:line` of `key` when it is written, else of the entry itself."""
     return f"{source.path}:{lines.get(key, source.line)}"
-
-
-def _is_stale(b: _Builder, since: datetime | None) -> bool:
-    return since is not None and b.now - since > timedelta(days=b.settings.policy.stale_stop_days)
 
 
 def _window(
@@ -392,14 +405,16 @@ def _window(
 def _stale(
     b: _Builder, address: str, since: datetime | None, fee: object, what: str, source: str
 ) -> None:
-    days = b.settings.policy.stale_stop_days
-    if since is None or b.now - since <= timedelta(days=days):
+    if since is None:
+        return
+    age = b.now - since
+    if age <= b.stale_after:
         return
     cost = f"{money(fee)} {b.settings.billing.currency}/month" if fee is not None else "its fees"
     b.warn(
         "stale_stop",
         address,
-        f"{what} has been stopped for {(b.now - since).days} days "
+        f"{what} has been stopped for {age.days} days "
         f"(since {since.date().isoformat()}) and still bills {cost}; release it in the "
         "provider's UI if it is no longer needed (reconciler never releases numbers)",
         source,
@@ -492,38 +507,30 @@ def _threshold(b: _Builder, acc: DesiredAccount, name: str, managed: int, change
     )
 
 
-def _index_numbers_elsewhere(b: _Builder, desired: DesiredState, live: LiveState) -> None:
+def _numbers_elsewhere(b: _Builder, live: LiveState) -> None:
     """Desired numbers not in their account: in another read account, or nowhere."""
-    owner: dict[str, LiveAccount] = {}
-    for acc in desired.accounts.values():
-        if acc.id not in live.accounts:
-            continue
-        live_numbers = None
-        for num in acc.numbers:
-            if live_numbers is None:
-                live_numbers = {n.number for n in live.accounts[acc.id].numbers}
-            if num.number in live_numbers:
-                continue
-            if not owner:
-                owner = {n.number: a for a in live.accounts.values() for n in a.numbers}
-            other = owner.get(num.number)
-            if other is not None:
-                b.error(
-                    "wrong_account",
-                    f"number.{num.number}",
-                    f"{num.number} belongs to "
-                    f"account {other.id} ({other.name}), not {acc.id}; move it to that "
-                    "account's file",
-                    num.source,
-                )
-            else:
-                b.error(
-                    "unknown_number",
-                    f"number.{num.number}",
-                    f"{num.number} is not a "
-                    f"tracking number of account {acc.id}; check the digits or remove it",
-                    num.source,
-                )
+    if not b.missing:
+        return
+    owner = {n.number: a for a in live.accounts.values() for n in a.numbers}
+    for acc, num in b.missing:
+        other = owner.get(num.number)
+        if other is not None:
+            b.error(
+                "wrong_account",
+                f"number.{num.number}",
+                f"{num.number} belongs to "
+                f"account {other.id} ({other.name}), not {acc.id}; move it to that "
+                "account's file",
+                num.source,
+            )
+        else:
+            b.error(
+                "unknown_number",
+                f"number.{num.number}",
+                f"{num.number} is not a "
+                f"tracking number of account {acc.id}; check the digits or remove it",
+                num.source,
+            )
 
 
 def _charges_continue(b: _Builder) -> None:
