@@ -242,9 +242,6 @@ class Source:
     def __str__(self) -> str:
         return f"{self.path}:{self.line}"
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _reduce_slots(self)
-
 
 @dataclass(slots=True)  # not frozen: frozen __init__ is 3x slower at 100,000 numbers
 class DesiredNumber:
@@ -258,18 +255,6 @@ class DesiredNumber:
     source: Source
     # line of each key written in the file (calls, swapping, until, ...), for annotations
     field_lines: dict[str, int] = field(default_factory=dict, compare=False)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _reduce_slots(self)
-
-
-def _reduce_slots(obj: Any) -> tuple[Any, ...]:
-    """Pickle a slotted dataclass as its constructor's arguments.
-
-    A big config is parsed in a worker process (config.py) and 100,000 desired numbers
-    cross back: this way they unpickle about twice as fast as slot by slot.
-    """
-    return (type(obj), tuple(getattr(obj, name) for name in obj.__slots__))
 
 
 @dataclass(slots=True)
