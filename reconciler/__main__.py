@@ -1,4 +1,4 @@
-from reconciler.cli import main
+from reconciler.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

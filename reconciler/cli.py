@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -166,6 +167,31 @@ def main() -> None:
 
     Stopping calls never stops charges: stopped numbers and accounts keep billing.
     """
+
+
+def run() -> NoReturn:
+    """The `reconciler` console script (and `python -m reconciler`): `main`, then exit.
+
+    A fleet-sized run ends holding a few hundred thousand objects, and freeing them one by
+    one at interpreter shutdown took ~55 ms of a no-op HTTP plan of 100,000 numbers. So
+    once the command has finished with an exit code, no other thread is running (nothing
+    is in flight) and the output is flushed, the process ends with `os._exit` and the OS
+    takes the memory back at once. In any other case it exits the normal way.
+    """
+    try:
+        code: object = main()  # with standalone_mode off, click returns what a command does
+    except SystemExit as exc:
+        code = exc.code
+    code = 0 if code is None else code
+    if isinstance(code, int) and threading.active_count() == 1:
+        try:
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:  # e.g. a closed pipe: let the normal exit report it
+            sys.exit(code)
+        os._exit(code)
+    sys.exit(code)
 
 
 @main.command()

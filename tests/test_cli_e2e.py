@@ -391,6 +391,16 @@ def test_subprocess_plan_and_console_script(project):
     assert proc.returncode == 0 and "Usage: reconciler" in proc.stdout
 
 
+def test_a_real_process_exits_with_its_code_and_all_its_output(project):
+    """The console script ends with os._exit once done (no heap teardown): the exit code
+    must survive it, and all output must arrive first, also through a pipe."""
+    proc = _cli("plan", "--format", "json", "--detailed-exitcode", cwd=project)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["summary"]["stop"] == 3
+    proc = _cli("plan", "--config", "no-such-dir", cwd=project)
+    assert proc.returncode == 1 and "config directory not found" in proc.stderr
+
+
 def _interactive_apply(project: Path, answer: str) -> tuple[int, str]:
     """Run `reconciler apply` on a real pseudo-terminal and answer its prompt."""
     controller, terminal = pty.openpty()
