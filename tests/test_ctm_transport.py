@@ -504,8 +504,9 @@ def test_a_ca_bundle_that_does_not_exist_is_a_clear_error(monkeypatch: pytest.Mo
         CtmProvider(settings("https://api.example.test/api/v1"), ENV)
 
 
+@pytest.mark.parametrize("scheme", ["http://", ""], ids=["with scheme", "without scheme"])
 def test_https_goes_through_the_proxy_the_environment_names(
-    tls_files: Path, self_signed: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+    tls_files: Path, self_signed: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch, scheme: str
 ) -> None:
     """A tunnel (CONNECT) to the API host: the proxy relays only ciphertext, never the keys."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files / "cert.pem"))
@@ -515,7 +516,7 @@ def test_https_goes_through_the_proxy_the_environment_names(
         connect_proxy() as (proxy, targets, relayed),
         http_server(one_account, self_signed) as (origin, seen),
     ):
-        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.replace("http://", scheme))
         port = origin.rsplit(":", 1)[1]
         url = f"https://api.example.test:{port}/api/v1"
         with CtmProvider(settings(url), ENV, retry=FAST) as provider:

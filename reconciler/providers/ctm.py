@@ -70,7 +70,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import certifi
 from urllib3 import BaseHTTPResponse, PoolManager, ProxyManager, Timeout
@@ -455,7 +455,8 @@ class CtmProvider(Provider):
         import requests.utils  # ~20 ms to import, and needed for remote hosts only
 
         proxies = requests.utils.get_environ_proxies(self._base)
-        return requests.utils.select_proxy(self._base, proxies) or None
+        proxy = requests.utils.select_proxy(self._base, proxies)
+        return requests.utils.prepend_scheme_if_needed(proxy, "http") if proxy else None
 
     # --- reads --------------------------------------------------------------------------
 
@@ -762,7 +763,7 @@ class CtmProvider(Provider):
         t0 = time.monotonic()
         url = self._base + path
         if params:
-            url += "?" + "&".join(f"{k}={v}" for k, v in params.items())
+            url += "?" + urlencode(params)
         headers = self._headers
         data = None
         if body is not None:
