@@ -535,8 +535,9 @@ def _run_apply(
     # that is shown is the plan that is applied: no other apply from this machine can
     # interleave, and nothing needs to be read a second time.
     with open_for(desired) as provider, apply_lock(provider.target):
-        planned = make_plan(config_dir, accounts, provider=provider, desired=desired, shard=shard)
-        hold_until_exit(planned)
+        planned = hold_until_exit(
+            make_plan(config_dir, accounts, provider=provider, desired=desired, shard=shard)
+        )
         plan = planned.plan
         if plan_file:
             check_saved_plan(plan_file, plan)
