@@ -3,8 +3,10 @@
 Writes run in a safe order, in phases: numbers being stopped or paused go before their
 account is stopped or paused; an account is allowed or resumed before its numbers are.
 Within a phase, writes run with bounded concurrency. A failed write does not stop the
-others. Afterwards one bulk re-read checks that every planned field now has its value.
-Only resources in the plan are ever written.
+others. Afterwards one bulk re-read of the accounts written to verifies the apply as a
+re-plan would: every planned field has its value, no other field of a managed resource
+changed, every planned number is still in its account; and what stays billed is stated
+from that re-read, never from the plan. Only resources in the plan are ever written.
 """
 
 from __future__ import annotations
@@ -19,8 +21,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from reconciler.charges import compare_charges, silent_resources
 from reconciler.errors import ProviderError, ReconcilerError
-from reconciler.models import Change, LiveAccount, LiveNumber, Plan, jsonable
+from reconciler.models import (
+    Change,
+    Charges,
+    DesiredState,
+    LiveAccount,
+    LiveNumber,
+    LiveState,
+    Plan,
+    jsonable,
+)
 from reconciler.providers.base import Provider
 
 log = logging.getLogger(__name__)
@@ -60,16 +72,42 @@ class ActionResult:
         }
 
 
+MismatchKind = Literal["planned", "unplanned", "moved"]
+
+
 @dataclass
 class Verification:
+    """What the re-read after the writes found.
+
+    Mismatches are `planned` (a planned field does not have its value), `unplanned` (a
+    field of a managed resource the plan did not touch changed between the pre-apply
+    read and the re-read) or `moved` (a planned number is no longer in its account).
+    `charges_after` is stated from the re-read (None when it failed).
+    """
+
     checked: int = 0
     matched: int = 0
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    charges_after: Charges | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.matched == self.checked
+        return self.error is None and self.matched == self.checked and not self.mismatches
+
+    def mismatch(
+        self, kind: MismatchKind, address: str, fld: str, expected: Any, actual: Any, message: str
+    ) -> None:
+        self.mismatches.append(
+            {
+                "kind": kind,
+                "address": address,
+                "field": fld,
+                "expected": expected,
+                "actual": actual,
+                "message": message,
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +156,11 @@ class ApplyReport:
             "counts": self.counts(),
             "actions": [r.to_dict() for r in self.results],
             "verification": self.verification.to_dict() if self.verification else None,
+            "charges_after": (
+                self.verification.charges_after.model_dump(mode="json")
+                if self.verification and self.verification.charges_after
+                else None
+            ),
         }
 
 
@@ -183,8 +226,12 @@ def apply_changes(
 
 
 class _Runner:
-    """Keeps at most `limit` writes in flight, so a stop leaves the rest unstarted, and
-    knows which writes are in flight, so an interrupted run still records their outcome."""
+    """Keeps at most `limit` writes in flight, so a stop leaves the rest unstarted.
+
+    Each write records its own outcome, in its worker thread: a Ctrl-C lands in the main
+    thread at any bytecode, and must never leave a write that was sent recorded as "not
+    started". The main thread only paces the writes and reports them.
+    """
 
     def __init__(
         self, provider: Provider, plan: Plan, limit: int, on_result: Callable[[ActionResult], None]
@@ -193,29 +240,30 @@ class _Runner:
         self.results = {id(c): ActionResult(c) for c in plan.changes}
         self.pending: set[Future[ActionResult]] = set()
 
+    def _run(self, change: Change) -> ActionResult:
+        return _merge(self.results[id(change)], run_action(self.provider, change))
+
     def run_phase(self, pool: ThreadPoolExecutor, batch: list[Change]) -> None:
         queue = list(reversed(batch))
         while queue or self.pending:
             while queue and len(self.pending) < self.limit:
-                self.pending.add(pool.submit(run_action, self.provider, queue.pop()))
-            done, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
-            for result in [self.record(fut) for fut in done]:  # all recorded before reporting
-                self.on_result(result)
-
-    def record(self, fut: Future[ActionResult]) -> ActionResult:
-        res = fut.result()
-        return _merge(self.results[id(res.change)], res)
+                self.pending.add(pool.submit(self._run, queue.pop()))
+            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                self.pending.discard(fut)
+                self.on_result(fut.result())
 
     def drain(self) -> None:
-        """After an interrupt: let in-flight writes finish and record them; start nothing."""
+        """After an interrupt: let in-flight writes finish and report them; start nothing."""
         while self.pending:
             try:
-                done, self.pending = wait(self.pending)
+                done, _ = wait(self.pending)
             except KeyboardInterrupt:
                 continue  # a second Ctrl-C cannot stop a write already sent; keep waiting
-            for result in [self.record(fut) for fut in done]:
+            for fut in done:
+                self.pending.discard(fut)
                 with contextlib.suppress(KeyboardInterrupt):
-                    self.on_result(result)
+                    self.on_result(fut.result())
 
 
 def _merge(slot: ActionResult, res: ActionResult) -> ActionResult:
@@ -228,30 +276,116 @@ def _merge(slot: ActionResult, res: ActionResult) -> ActionResult:
     return slot
 
 
-def verify(provider: Provider, plan: Plan) -> Verification:
-    """One bulk re-read; every planned field must now have its planned value."""
+def verify(
+    provider: Provider, plan: Plan, before: LiveState, desired: DesiredState
+) -> Verification:
+    """Re-read the accounts written to and check them as a re-plan would.
+
+    `before` is the live state the plan was made from, `desired` the config it was made
+    with. Only the accounts the plan writes to are re-read: writes reach nothing else, and
+    re-reading every account in scope would cost a full fleet read at the provider's rate
+    limit. The other accounts enter `charges_after` as the pre-apply read showed them.
+    """
     ver = Verification(checked=len(plan.changes))
     ids = list(dict.fromkeys(c.account_id for c in plan.changes))
     try:
-        live = provider.read(ids)
+        after = provider.read(ids)
     except ProviderError as exc:
         ver.error = f"verification read failed: {exc}"
         return ver
-    numbers = {n.number: n for a in live.accounts.values() for n in a.numbers}
+    _check_planned(ver, plan, after)
+    _check_unplanned(ver, plan, before, after, desired)
+    billing = desired.settings.billing
+    scope = [a for a in desired.accounts if a in before.accounts]
+    old = silent_resources([before.accounts[a] for a in scope], {}, {}, billing.default_fee)
+    new = silent_resources(
+        [after.accounts.get(a) or before.accounts[a] for a in scope], {}, {}, billing.default_fee
+    )
+    charges = compare_charges(old, new, currency=billing.currency)
+    # After an apply, "live now" is the re-read: the same figure as what stays billed.
+    charges.live_stopped_monthly = charges.stopped_monthly_total
+    ver.charges_after = charges
+    return ver
+
+
+def _check_planned(ver: Verification, plan: Plan, after: LiveState) -> None:
+    """(a) every planned field has its value; (c) every planned number is in its account."""
+    by_account = {a.id: {n.number: n for n in a.numbers} for a in after.accounts.values()}
     for c in plan.changes:
+        acc = after.accounts.get(c.account_id)
         if c.kind == "account":
-            acc = live.accounts.get(c.account_id)
             actual = acc.status if acc else None
         else:
-            num = numbers.get(c.number or "")
-            actual = getattr(num, c.field) if num else None
+            num = by_account.get(c.account_id, {}).get(c.number or "")
+            if num is None:
+                elsewhere = [a for a, nums in by_account.items() if c.number in nums]
+                where = f"; it is now in account {elsewhere[0]}" if elsewhere else ""
+                ver.mismatch(
+                    "moved",
+                    c.address,
+                    c.field,
+                    c.to,
+                    None,
+                    f"moved: number {c.number} is no longer in account {c.account_id}{where}",
+                )
+                continue
+            actual = getattr(num, c.field)
         if actual == c.to:
             ver.matched += 1
         else:
-            ver.mismatches.append(
-                {"address": c.address, "field": c.field, "expected": c.to, "actual": actual}
+            ver.mismatch(
+                "planned",
+                c.address,
+                c.field,
+                c.to,
+                actual,
+                f"{c.address.replace('.', ' ', 1)} {c.field}: expected {c.to}, live {actual}",
             )
-    return ver
+
+
+def _check_unplanned(
+    ver: Verification, plan: Plan, before: LiveState, after: LiveState, desired: DesiredState
+) -> None:
+    """(b) no field of a managed resource the plan did not plan changed meanwhile."""
+    planned = {(c.address, c.field) for c in plan.changes}
+
+    def outside(address: str, fld: str, old: str, new: str) -> None:
+        if old != new and (address, fld) not in planned:
+            ver.mismatch(
+                "unplanned",
+                address,
+                fld,
+                old,
+                new,
+                f"changed outside the plan: {address.replace('.', ' ', 1)} {fld} {old} -> {new}",
+            )
+
+    for acc_id, new_acc in after.accounts.items():
+        old_acc, wanted = before.accounts.get(acc_id), desired.accounts.get(acc_id)
+        if old_acc is None or wanted is None:
+            continue
+        outside(f"account.{acc_id}", "status", old_acc.status, new_acc.status)
+        old_nums = {n.number: n for n in old_acc.numbers}
+        new_nums = {n.number: n for n in new_acc.numbers}
+        for num in wanted.numbers:
+            old, new = old_nums.get(num.number), new_nums.get(num.number)
+            if old is None:
+                continue  # not live before: the plan reported it
+            address = f"number.{num.number}"
+            if new is None:
+                if not any((address, f) in planned for f in ("calls", "swapping")):
+                    ver.mismatch(
+                        "moved",
+                        address,
+                        "number",
+                        acc_id,
+                        None,
+                        f"changed outside the plan: number {num.number} is no longer in "
+                        f"account {acc_id}",
+                    )
+                continue
+            outside(address, "calls", old.calls, new.calls)
+            outside(address, "swapping", old.swapping, new.swapping)
 
 
 # --- saved plans ---------------------------------------------------------------------

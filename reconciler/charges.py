@@ -1,14 +1,24 @@
 """What stays billed: stopping or pausing never stops charges (SPEC §2, §6).
 
-`stopped_monthly_total` is what keeps billing for the managed accounts once the plan is
-applied although nothing rings: each stopped account's monthly fee plus the renewal fee of
-every number that cannot ring (its own calls stopped, or any number of a stopped account),
-each counted once. `newly_stopped_monthly` is the part this plan newly stops.
+A resource bills "for nothing" when it cannot ring: a stopped account (its monthly fee),
+and every number that cannot ring (its own calls stopped, or any number, managed or not,
+of a stopped account), each counted once. The figures compare two states of the same
+accounts, *before* and *after*:
+
+- `live_stopped_monthly`: the total before (live as it is now);
+- `stopped_monthly_total`: the total after (once the plan is applied);
+- `newly_stopped_monthly`: what bills after but not before (this plan newly stops it);
+- `resumed_monthly`: what bills before but not after (this plan ends paying for nothing).
+
+For a plan, *after* is live with the plan's final values; for an apply's `charges_after`,
+*before* is the pre-apply read and *after* the verification re-read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from reconciler.models import ChargeItem, Charges, LiveAccount, LiveNumber, jsonable
@@ -26,6 +36,64 @@ def number_fee(number: LiveNumber, default_fee: Decimal) -> Decimal:
     return number.renewal_fee if number.renewal_fee is not None else default_fee
 
 
+@dataclass(slots=True)
+class _Silent:
+    """One resource that cannot ring but bills."""
+
+    account: LiveAccount
+    number: LiveNumber | None
+    fee: Decimal
+    why: str
+    since: datetime | None
+
+
+def silent_resources(
+    accounts: Iterable[LiveAccount],
+    final_status: Mapping[str, str],
+    final_calls: Mapping[str, str],
+    default_fee: Decimal,
+) -> dict[str, _Silent]:
+    """Every resource that cannot ring once `final_*` (id / E.164 -> value) are applied,
+    keyed by address, in account and number order."""
+    out: dict[str, _Silent] = {}
+    for acc in accounts:
+        status = final_status.get(acc.id, acc.status)
+        is_stopped = status == "stopped"
+        if is_stopped:
+            fee = acc.monthly_fee if acc.monthly_fee is not None else ZERO
+            since = acc.updated if acc.status == "stopped" else None
+            out[f"account.{acc.id}"] = _Silent(acc, None, fee, "account stopped", since)
+        for num in acc.numbers:
+            calls = final_calls.get(num.number, num.calls)
+            if not (is_stopped or calls == "stopped"):
+                continue
+            why = "calls stopped" if calls == "stopped" else "account stopped"
+            since = num.active_changed if num.calls == "stopped" else None
+            out[f"number.{num.number}"] = _Silent(
+                acc, num, number_fee(num, default_fee), why, since
+            )
+    return out
+
+
+def compare_charges(
+    before: Mapping[str, _Silent], after: Mapping[str, _Silent], *, currency: str
+) -> Charges:
+    """The Charges block for going from `before` to `after` (see the module docstring)."""
+    total = sum((s.fee for s in after.values()), ZERO)
+    live = sum((s.fee for s in before.values()), ZERO)
+    newly = sum((s.fee for a, s in after.items() if a not in before), ZERO)
+    resumed = [s for a, s in before.items() if a not in after]
+    return Charges(
+        currency=currency,
+        stopped_monthly_total=money(total),
+        newly_stopped_monthly=money(newly),
+        live_stopped_monthly=money(live),
+        resumed_monthly=money(sum((s.fee for s in resumed), ZERO)),
+        items=[_item(s, new=a not in before) for a, s in after.items()],
+        resumed_items=[_item(s, new=False) for s in resumed],
+    )
+
+
 def compute_charges(
     accounts: Iterable[LiveAccount],
     final_status: Mapping[str, str],
@@ -34,39 +102,15 @@ def compute_charges(
     currency: str,
     default_fee: Decimal,
 ) -> Charges:
-    """Charges after the plan: `final_*` map account id / number to the value once applied."""
-    items: list[ChargeItem] = []
-    total = newly = ZERO
-    for acc in accounts:
-        was_stopped = acc.status == "stopped"
-        is_stopped = final_status.get(acc.id, acc.status) == "stopped"
-        if is_stopped:
-            fee = acc.monthly_fee if acc.monthly_fee is not None else ZERO
-            items.append(_item(acc, None, fee, "account stopped", not was_stopped, acc.updated))
-            total += fee
-            newly += fee if not was_stopped else ZERO
-        for num in acc.numbers:
-            calls_after = final_calls.get(num.number, num.calls)
-            if not (is_stopped or calls_after == "stopped"):
-                continue
-            could_ring_before = not was_stopped and num.calls == "allowed"
-            fee = number_fee(num, default_fee)
-            why = "calls stopped" if calls_after == "stopped" else "account stopped"
-            since = num.active_changed if num.calls == "stopped" else None
-            items.append(_item(acc, num, fee, why, could_ring_before, since))
-            total += fee
-            newly += fee if could_ring_before else ZERO
-    return Charges(
-        currency=currency,
-        stopped_monthly_total=money(total),
-        newly_stopped_monthly=money(newly),
-        items=items,
-    )
+    """Charges of a plan: live now against live with the plan's final values."""
+    accounts = list(accounts)
+    before = silent_resources(accounts, {}, {}, default_fee)
+    after = silent_resources(accounts, final_status, final_calls, default_fee)
+    return compare_charges(before, after, currency=currency)
 
 
-def _item(
-    acc: LiveAccount, num: LiveNumber | None, fee: Decimal, why: str, new: bool, since: object
-) -> ChargeItem:
+def _item(s: _Silent, *, new: bool) -> ChargeItem:
+    acc, num = s.account, s.number
     if num is None:
         address, kind, name = f"account.{acc.id}", "account", acc.name
     else:
@@ -76,8 +120,8 @@ def _item(
         kind=kind,
         account_id=acc.id,
         name=name,
-        monthly_fee=money(fee),
-        why=why,
+        monthly_fee=money(s.fee),
+        why=s.why,
         new=new,
-        stopped_since=None if new else jsonable(since),
+        stopped_since=None if new else jsonable(s.since),
     )

@@ -611,9 +611,12 @@ def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -
             report = apply_changes(
                 provider, plan, concurrency=concurrency, on_result=lambda r: say(_action_line(r))
             )
-        if not report.interrupted:
-            say("Verifying: re-reading live state…")
-            report.verification = verify(provider, plan)
+        # Also after an interrupt: the summary states live as it is, not as planned.
+        say("Verifying: re-reading live state…")
+        try:
+            report.verification = verify(provider, plan, planned.live, planned.desired)
+        except KeyboardInterrupt:
+            say("Verification interrupted: live state was not re-read.")
     finally:
         signal.signal(signal.SIGTERM, previous)
     _summary(report, say)
@@ -646,14 +649,19 @@ def _summary(report: ApplyReport, say: Callable[[str], None]) -> None:
         else:
             say(f"Verified: {ver.matched}/{ver.checked} planned fields match live state.")
             for m in ver.mismatches:
-                say(
-                    f"  mismatch {m['address']} {m['field']}: expected {m['expected']}, "
-                    f"live {m['actual']}"
-                )
-    ch = report.plan.charges
-    say(
-        f"Still billed for stopped resources that cannot ring: {ch.stopped_monthly_total} "
-        f"{ch.currency}/month."
-    )
+                say(f"  mismatch {m['message']}")
+    after = ver.charges_after if ver is not None else None
+    if after is not None:
+        say(
+            f"Still billed for stopped resources that cannot ring (re-read): "
+            f"{after.stopped_monthly_total} {after.currency}/month "
+            f"(+{after.newly_stopped_monthly} newly stopped, −{after.resumed_monthly} resumed "
+            "by this apply)."
+        )
+    else:
+        say(
+            "Still billed for stopped resources: unknown, live state was not re-read; "
+            "run `reconciler plan` to see it."
+        )
     if not report.converged:
         say("Re-running apply is safe: it plans again from live state.")

@@ -387,16 +387,36 @@ class ChargeItem(PlanModel):
     account_id: str
     name: str = ""
     monthly_fee: str
-    why: str = Field(description="account stopped | calls stopped | account stopped (number)")
+    why: str = Field(description="account stopped | calls stopped")
     new: bool = Field(description="Newly stopped by this plan.")
     stopped_since: str | None = None
 
 
 class Charges(PlanModel):
+    """What keeps billing for resources that cannot ring (money: two-place decimal strings).
+
+    Plans saved before `live_stopped_monthly`, `resumed_monthly` and `resumed_items`
+    existed still load: those keys are then None / empty.
+    """
+
     currency: str
-    stopped_monthly_total: str
-    newly_stopped_monthly: str
-    items: list[ChargeItem] = Field(default_factory=list)
+    stopped_monthly_total: str = Field(
+        description="Once applied: each stopped account's fee plus every number that cannot "
+        "ring, each counted once."
+    )
+    newly_stopped_monthly: str = Field(description="Part of the total this plan newly stops.")
+    live_stopped_monthly: str | None = Field(
+        None, description="The same total for live as it is now, before the plan."
+    )
+    resumed_monthly: str | None = Field(
+        None, description="What bills now for nothing and no longer once applied."
+    )
+    items: list[ChargeItem] = Field(
+        default_factory=list, description="Every resource in stopped_monthly_total."
+    )
+    resumed_items: list[ChargeItem] = Field(
+        default_factory=list, description="Every resource in resumed_monthly."
+    )
 
 
 class Summary(PlanModel):

@@ -32,7 +32,9 @@ from reconciler.models import (
     jsonable,
 )
 
-THRESHOLD_MIN_NUMBERS = 10
+THRESHOLD_MIN_NUMBERS = 10  # rule 1: accounts with at least this many live numbers
+THRESHOLD_MIN_ACCOUNTS = 10  # rule 2: plans with at least this many accounts in scope
+PLAN_ADDRESS = "plan"  # findings about the plan as a whole
 UNMANAGED_LISTED = 5
 
 ACCOUNT_ACTIONS = {
@@ -89,6 +91,14 @@ class _Builder:
     unchanged: int = 0
     final_status: dict[str, str] = field(default_factory=dict)
     final_calls: dict[str, str] = field(default_factory=dict)
+    final_swapping: dict[str, str] = field(default_factory=dict)
+    # managed accounts found live, with their final status: the effects pass walks these
+    planned: list[tuple[DesiredAccount, LiveAccount, str]] = field(default_factory=list)
+    account_change: dict[str, Change] = field(default_factory=dict)
+    # live numbers with a planned change of their own, by account id
+    changed_live: dict[str, list[LiveNumber]] = field(default_factory=dict)
+    # E.164 -> (account id, number) for every number the provider lists more than once
+    duplicates: dict[str, list[tuple[str, LiveNumber]]] = field(default_factory=dict)
     # desired numbers their account does not list live, in plan order (see _numbers_elsewhere)
     missing: list[tuple[DesiredAccount, DesiredNumber]] = field(default_factory=list)
     default_fee: Decimal = field(init=False)
@@ -135,6 +145,7 @@ def build_plan(
 ) -> Plan:
     """Compare desired with live and say what to change, what to warn about, what stays billed."""
     b = _Builder(desired, live, now)
+    _duplicate_live_numbers(b, live)
     for acc in desired.accounts.values():
         live_acc = live.accounts.get(acc.id)
         if live_acc is None:
@@ -148,6 +159,8 @@ def build_plan(
             continue
         _plan_account(b, acc, live_acc)
     _numbers_elsewhere(b, live)
+    _effects(b)
+    _plan_threshold(b)
     _charges_continue(b)
     billing = desired.settings.billing
     managed_live = [live.accounts[a] for a in desired.accounts if a in live.accounts]
@@ -203,27 +216,27 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
             )
         else:
             final_status = status
-            b.changes.append(
-                Change(
-                    address=address,
-                    kind="account",
-                    account_id=acc.id,
-                    account_name=name,
-                    field="status",
-                    action=action,
-                    from_=live.status,
-                    to=status,
-                    reason=reason,
-                    source=src,
-                    monthly_fee=money(live.monthly_fee) if live.monthly_fee is not None else None,
-                    note=acc.note,
-                    until=jsonable(acc.until) if reason == "config" else None,
-                    live_updated=jsonable(live.updated),
-                )
+            b.account_change[acc.id] = Change(
+                address=address,
+                kind="account",
+                account_id=acc.id,
+                account_name=name,
+                field="status",
+                action=action,
+                from_=live.status,
+                to=status,
+                reason=reason,
+                source=src,
+                monthly_fee=money(live.monthly_fee) if live.monthly_fee is not None else None,
+                note=acc.note,
+                until=jsonable(acc.until) if reason == "config" else None,
+                live_updated=jsonable(live.updated),
             )
+            b.changes.append(b.account_change[acc.id])
     else:
         b.unchanged += 1
     b.final_status[acc.id] = final_status
+    b.planned.append((acc, live, final_status))
     _window(
         b,
         address,
@@ -238,7 +251,10 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
     by_number = {n.number: n for n in live.numbers}
     changed_numbers: set[str] = set()
     managed = unchanged = 0
+    dups = b.duplicates
     for num in acc.numbers:
+        if dups and num.number in dups:
+            continue  # duplicate_live_number: nothing is planned for it
         live_num = by_number.get(num.number)
         if live_num is None:
             # reported once all accounts are indexed (unknown or wrong account)
@@ -258,10 +274,9 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
         unmanaged: list[LiveNumber] = []  # every live number is in this very file
     else:
         wanted = b.wanted()
-        unmanaged = [n for n in live.numbers if n.number not in wanted]
+        unmanaged = [n for n in live.numbers if n.number not in wanted and n.number not in dups]
     _unmanaged(b, acc, live, unmanaged)
     _not_effective_account(b, acc, live, final_status)
-    _threshold(b, acc, name, managed, len(changed_numbers))
     b.accounts.append(
         AccountSummary(
             id=acc.id,
@@ -339,16 +354,12 @@ def _plan_number(
         )
         if fld == "calls":
             b.final_calls[num.number] = value
-            if action == "stop" and live.recent_calls > 0:
-                b.warn(
-                    "recent_calls",
-                    address,
-                    f"{num.number} took {live.recent_calls} calls in "
-                    "the last 30 days; callers will hear a disconnected tone",
-                    src,
-                )
+        else:
+            b.final_swapping[num.number] = value
         _not_effective_number(b, num, fld, value, account_final, src)
-    if not changed:
+    if changed:
+        b.changed_live.setdefault(acc.id, []).append(live)
+    else:
         b.unchanged += 1
     _stale_number(b, num, live, b.final_calls.get(num.number, live.calls))
     if num.until is not None:
@@ -493,18 +504,221 @@ def _unmanaged(
         b.warn("unmanaged", f"account.{acc.id}", message, acc.source)
 
 
-def _threshold(b: _Builder, acc: DesiredAccount, name: str, managed: int, changed: int) -> None:
-    limit = b.settings.policy.max_change_fraction
-    if managed < THRESHOLD_MIN_NUMBERS or changed / managed <= limit:
+def can_ring(status: str, calls: str) -> bool:
+    """SPEC §2: a number rings only when its account is not stopped and its calls allowed."""
+    return status != "stopped" and calls == "allowed"
+
+
+def is_swapped(status: str, calls: str, swapping: str) -> bool:
+    """SPEC §2: swapped on websites only when it can ring, its account is active and its
+    own swapping is active."""
+    return status == "active" and calls == "allowed" and swapping == "active"
+
+
+@dataclass(slots=True)
+class Effect:
+    """What the plan does to one live number: can it ring, is it swapped, before/after."""
+
+    number: LiveNumber
+    ring_before: bool
+    ring_after: bool
+    swapped_before: bool
+    swapped_after: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.ring_before != self.ring_after or self.swapped_before != self.swapped_after
+
+    @property
+    def silenced(self) -> bool:
+        return self.ring_before and not self.ring_after
+
+    @property
+    def unswapped(self) -> bool:
+        return self.swapped_before and not self.swapped_after
+
+
+@dataclass(slots=True)
+class AccountEffects:
+    """One managed account, its planned status change (if any) and its numbers' effects."""
+
+    acc: DesiredAccount
+    live: LiveAccount
+    change: Change | None
+    effects: list[Effect]
+
+
+def number_effects(b: _Builder, live: LiveAccount, final_status: str) -> list[Effect]:
+    """The effect of the plan on the numbers of one account whose effect can change: all
+    of them when the account's status changes, else those with a change of their own."""
+    numbers = live.numbers if final_status != live.status else b.changed_live.get(live.id, [])
+    calls_after, swapping_after = b.final_calls, b.final_swapping
+    out = []
+    for n in numbers:
+        calls = calls_after.get(n.number, n.calls)
+        swapping = swapping_after.get(n.number, n.swapping)
+        out.append(
+            Effect(
+                n,
+                can_ring(live.status, n.calls),
+                can_ring(final_status, calls),
+                is_swapped(live.status, n.calls, n.swapping),
+                is_swapped(final_status, calls, swapping),
+            )
+        )
+    return out
+
+
+def _effects(b: _Builder) -> None:
+    """Every guard judged on effect (SPEC §2): protected, recent_calls, threshold."""
+    for acc, live, final_status in b.planned:
+        effects = number_effects(b, live, final_status)
+        if not effects:
+            continue
+        fx = AccountEffects(acc, live, b.account_change.get(acc.id), effects)
+        _protected_by_effect(b, fx)
+        _recent_calls(b, fx)
+        _account_threshold(b, fx)
+
+
+def _protected_by_effect(b: _Builder, fx: AccountEffects) -> None:
+    acc, account_change, effects = fx.acc, fx.change, fx.effects
+    # A protected number's own stop or pause is refused where it is planned, so a loss
+    # that remains here comes from its account's change.
+    if account_change is None:
         return
+    protected = {n.number: n for n in acc.numbers if n.protected}
+    if not protected:
+        return
+    c = account_change
+    verb = {"stop": "stopping", "pause": "pausing"}.get(c.action, f"{c.action}ing")
+    cause = f"{verb} account {acc.id} ({c.account_name}) (status: {c.from_} -> {c.to}, {c.source})"
+    for e in effects:
+        num = protected.get(e.number.number)
+        if num is None or not (e.silenced or e.unswapped):
+            continue
+        if e.silenced:
+            calls = e.number.recent_calls
+            lost = f"unable to ring ({calls} call{'s' if calls != 1 else ''} in the last 30 days)"
+        else:
+            lost = "no longer swapped on websites"
+        b.error(
+            "protected",
+            f"number.{num.number}",
+            f"{num.number} is protected: true; {cause} would leave it {lost}. Keep account "
+            f"{acc.id} {c.from_}, or remove protected: true from the number in the same "
+            "change if this is intended",
+            _src(num.source, num.field_lines, "protected"),
+        )
+
+
+TOP_CALLERS = 3
+
+
+def _recent_calls(b: _Builder, fx: AccountEffects) -> None:
+    acc, account_change, effects = fx.acc, fx.change, fx.effects
+    silenced = [e.number for e in effects if e.silenced]
+    if account_change is not None:
+        calls = sum(n.recent_calls for n in silenced)
+        if calls <= 0:
+            return
+        top = sorted(silenced, key=lambda n: -n.recent_calls)[:TOP_CALLERS]
+        listed = ", ".join(f"{n.number} ({n.recent_calls})" for n in top if n.recent_calls)
+        more = len(silenced) - len(top)
+        c = account_change  # only a stop silences numbers
+        b.warn(
+            "recent_calls",
+            c.address,
+            f"stopping account {acc.id} silences {len(silenced)} number"
+            f"{'s' if len(silenced) != 1 else ''} that took {calls} call"
+            f"{'s' if calls != 1 else ''} in the last 30 days: {listed}"
+            f"{f', and {more} more' if more > 0 else ''}; callers will hear a disconnected tone",
+            c.source,
+        )
+        return
+    desired = {n.number: n for n in acc.numbers}
+    for n in silenced:
+        if n.recent_calls <= 0:
+            continue
+        num = desired[n.number]
+        b.warn(
+            "recent_calls",
+            f"number.{n.number}",
+            f"stopping {n.number} silences a number that took {n.recent_calls} call"
+            f"{'s' if n.recent_calls != 1 else ''} in the last 30 days; callers will hear a "
+            "disconnected tone",
+            _src(num.source, num.field_lines, "calls"),
+        )
+
+
+def _account_threshold(b: _Builder, fx: AccountEffects) -> None:
+    acc, live, account_change, effects = fx.acc, fx.live, fx.change, fx.effects
+    """Rule 1: the share of an account's live numbers (>= 10) whose effect changes; an
+    account status change counts all of them."""
+    limit = b.settings.policy.max_change_fraction
+    total = len(live.numbers)
+    if total < THRESHOLD_MIN_NUMBERS:
+        return
+    changed = total if account_change is not None else sum(1 for e in effects if e.changed)
+    if changed / total <= limit:
+        return
+    c = account_change
+    how = f" (account status: {c.from_} -> {c.to})" if c is not None else ""
     b.warn(
         "threshold_exceeded",
         f"account.{acc.id}",
-        f"the plan changes {changed} of {managed} "
-        f"managed numbers of account {acc.id} ({name}), {changed / managed:.0%} > "
+        f"per-account rule: the plan changes whether {changed} of the {total} numbers of "
+        f"account {acc.id} ({live.name}) can ring or are swapped{how}, {changed / total:.0%} > "
         f"policy.max_change_fraction {limit:.0%}; apply needs --force",
         acc.source,
     )
+
+
+def _plan_threshold(b: _Builder) -> None:
+    """Rule 2: the share of accounts in scope (>= 10) whose status changes."""
+    limit = b.settings.policy.max_change_fraction
+    total = len(b.planned)
+    changed = len(b.account_change)
+    if total < THRESHOLD_MIN_ACCOUNTS or changed / total <= limit:
+        return
+    shown = ", ".join(list(b.account_change)[:UNMANAGED_LISTED])
+    more = f" and {changed - UNMANAGED_LISTED} more" if changed > UNMANAGED_LISTED else ""
+    b.warn(
+        "threshold_exceeded",
+        PLAN_ADDRESS,
+        f"per-plan rule: the plan changes the status of {changed} of the {total} accounts in "
+        f"scope ({shown}{more}), {changed / total:.0%} > policy.max_change_fraction "
+        f"{limit:.0%}; apply needs --force",
+    )
+
+
+def _duplicate_live_numbers(b: _Builder, live: LiveState) -> None:
+    """An E.164 the provider lists twice (two ids): which one rings is unknowable, so
+    nothing is planned for it and the plan cannot be applied."""
+    first: dict[str, tuple[str, LiveNumber]] = {}
+    for acc in live.accounts.values():
+        for n in acc.numbers:
+            seen = first.setdefault(n.number, (acc.id, n))
+            if seen[1] is not n:
+                b.duplicates.setdefault(n.number, [seen]).append((acc.id, n))
+    if not b.duplicates:
+        return
+    sources = {
+        n.number: n.source
+        for a in b.desired.accounts.values()
+        for n in a.numbers
+        if n.number in b.duplicates
+    }
+    for e164, listed in b.duplicates.items():
+        where = "; ".join(f"id {n.id} in account {acc_id}" for acc_id, n in listed)
+        b.error(
+            "duplicate_live_number",
+            f"number.{e164}",
+            f"the provider lists {e164} {len(listed)} times ({where}); nothing is planned "
+            "for it and the plan cannot be applied. Check the number in the provider's UI "
+            "(one of the entries may be a stale copy)",
+            sources.get(e164),
+        )
 
 
 def _numbers_elsewhere(b: _Builder, live: LiveState) -> None:
@@ -513,6 +727,8 @@ def _numbers_elsewhere(b: _Builder, live: LiveState) -> None:
         return
     owner = {n.number: a for a in live.accounts.values() for n in a.numbers}
     for acc, num in b.missing:
+        if num.number in b.duplicates:
+            continue  # reported as duplicate_live_number
         other = owner.get(num.number)
         if other is not None:
             b.error(

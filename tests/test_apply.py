@@ -56,17 +56,19 @@ def test_phases():
 def test_a_failed_action_does_not_stop_the_others(planned):
     seen = []
     report = apply_changes(planned.provider, planned.plan, concurrency=2, on_result=seen.append)
-    report.verification = verify(planned.provider, planned.plan)
+    report.verification = verify(planned.provider, planned.plan, planned.live, planned.desired)
     counts = report.counts()
     assert counts == {"ok": 4, "failed": 1, "not_started": 0}
     failed = [r for r in report.results if r.outcome == "failed"]
     assert failed[0].change.number == "+14105550102" and "409 Conflict" in failed[0].error
     assert report.verification.matched == 4 and report.verification.mismatches == [
         {
+            "kind": "planned",
             "address": "number.+14105550102",
             "field": "calls",
             "expected": "stopped",
             "actual": "allowed",
+            "message": "number +14105550102 calls: expected stopped, live allowed",
         }
     ]
     assert not report.converged and len(seen) == 5

@@ -39,7 +39,10 @@ def test_text_reads_like_terraform(sample):
     assert "  ~ number +14105550101 (Acme)  calls: allowed -> stopped" in out
     assert "Plan: 1 to stop, 0 to allow, 1 to pause, 0 to resume; 1 unchanged." in out
     assert "Charges: stopping calls does not stop charges." in out
-    assert "3.00 USD/month keeps billing" in out
+    assert (
+        "Now 0.00 USD/month billed for stopped resources; once applied 3.00 "
+        "(+3.00 newly stopped, −0.00 resumed)." in out
+    )
     assert "until 2026-11-28T10:00:00Z (2d 0h left)" in out
     assert "! recent_calls:" in out and "\x1b[" not in out  # no colour unless asked
 

@@ -562,6 +562,12 @@ class CtmProvider(Provider):
                 listed.update(self._accounts_on(page, "/accounts"))
             for account_id, data in zip(gets, _results(list(gets.values())), strict=True):
                 if data is not None:
+                    got = data.get("id") if isinstance(data, dict) else None
+                    if str(got) != account_id:
+                        raise ProviderError(
+                            f"ctm: GET /accounts/{account_id}: the provider answered for "
+                            f"another account ({self._redact(str(got)[:40])!r})"
+                        )
                     listed[account_id] = data
             convert = wire.account_from_wire
             return {

@@ -100,9 +100,19 @@ def account_from_wire(data: Any) -> LiveAccount:
 
 
 def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
-    """Wire Number -> LiveNumber (`active` -> calls, `paused` -> swapping)."""
+    """Wire Number -> LiveNumber (`active` -> calls, `paused` -> swapping).
+
+    `account_id` is the account the number was asked of: a number that says it belongs
+    to another account is a provider error, never silently re-homed.
+    """
     try:
         active, paused = data["active"], data["paused"]
+        owner = data.get("account_id")
+        if account_id is not None and owner is not None and str(owner) != account_id:
+            raise ProviderError(
+                f"provider answered for another account: number {str(data.get('id'))[:40]!r} "
+                f"of account {str(owner)[:40]!r} listed under account {account_id}"
+            )
         if not isinstance(active, bool) or not isinstance(paused, bool):
             raise ProviderError("malformed response: number active/paused are not booleans")
         source = data.get("source") or {}
@@ -111,7 +121,7 @@ def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
         # keyword arguments make the dataclass's __init__ ~60% slower.
         return LiveNumber(
             str(data["id"]),  # id
-            str(data.get("account_id") or account_id or ""),  # account_id
+            str(owner or account_id or ""),  # account_id
             str(data["number"]),  # number
             "allowed" if active else "stopped",  # calls
             "paused" if paused else "active",  # swapping

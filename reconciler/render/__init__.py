@@ -29,19 +29,29 @@ def render(plan: Plan, fmt: str, *, mode: str = "plan", color: bool = False) -> 
     return render_text(plan, mode=mode, color=color)
 
 
+def headline(plan: Plan, mode: str = "plan") -> str | None:
+    """`Plan has 2 error(s) and cannot be applied.` when it has errors, else None."""
+    n = len(plan.errors)
+    if not n:
+        return None
+    if mode == "drift":
+        return f"Drift check has {n} error(s): live could not be fully compared with the config."
+    return f"Plan has {n} error(s) and cannot be applied."
+
+
 def summary_line(plan: Plan, mode: str = "plan") -> str:
     """`Plan: 2 to stop, 1 to allow, 1 to pause, 0 to resume; 9 unchanged.`"""
     s = plan.summary
     if mode == "drift":
         n = len(plan.changes)
-        if not n:
+        if not n and not plan.errors:
             return f"No drift: live matches the config ({s.unchanged} resources checked)."
         return (
             f"Drift: {n} difference{'s' if n != 1 else ''} between live and config "
             f"({s.stop} would stop, {s.allow} allow, {s.pause} pause, {s.resume} resume); "
             f"{s.unchanged} in sync."
         )
-    if not plan.changes:
+    if not plan.changes and not plan.errors:
         return f"No changes. Live matches the config ({s.unchanged} resources checked)."
     return (
         f"Plan: {s.stop} to stop, {s.allow} to allow, {s.pause} to pause, "
@@ -49,7 +59,40 @@ def summary_line(plan: Plan, mode: str = "plan") -> str:
     )
 
 
+def charges_lead(plan: Plan, mode: str = "plan") -> str:
+    """Money as it is: what live bills now for what cannot ring, then once applied.
+
+    `Now 5.00 USD/month billed for 1 stopped resource; once applied 43.00 (+38.00 newly
+    stopped, −0.00 resumed).` Plans saved before the live figure existed give only the
+    once-applied figure.
+    """
+    ch = plan.charges
+    cur = ch.currency
+    after = f"{ch.stopped_monthly_total} {cur}/month"
+    if ch.live_stopped_monthly is None:
+        return (
+            f"Once applied, {after} keeps billing for {_resources(len(ch.items))} that cannot ring."
+        )
+    now_count = sum(1 for i in ch.items if not i.new) + len(ch.resumed_items)
+    now = f"{ch.live_stopped_monthly} {cur}/month billed for {_resources(now_count)}"
+    delta = f"(+{ch.newly_stopped_monthly} newly stopped, −{ch.resumed_monthly} resumed)"
+    if mode == "drift":
+        lead = f"Live now bills {ch.live_stopped_monthly} {cur}/month for {_resources(now_count)} that cannot ring"
+        if not plan.changes:
+            return lead + "."
+        return f"{lead}; matching the config would make it {ch.stopped_monthly_total} {delta}."
+    if not plan.changes:
+        return f"Now {now} that cannot ring; nothing in this plan changes it."
+    return f"Now {now}; once applied {ch.stopped_monthly_total} {delta}."
+
+
+def _resources(n: int) -> str:
+    if n == 0:
+        return "stopped resources"
+    return f"{n} stopped resource{'s' if n != 1 else ''}"
+
+
 def describe(change_address: str) -> str:
     """`number.+1410…` -> `number +1410…`; `account.1001` -> `account 1001`."""
     kind, _, ident = change_address.partition(".")
-    return f"{kind} {ident}"
+    return f"{kind} {ident}" if ident else kind

@@ -9,7 +9,8 @@ from __future__ import annotations
 import html
 
 from reconciler.models import Plan
-from reconciler.render import describe, summary_line
+from reconciler.render import charges_lead, describe, headline, summary_line
+from reconciler.render.text import charge_rows
 
 GITHUB_COMMENT_LIMIT = 65_536
 MARKER = "<!-- reconciler-plan -->"  # lets CI find and update its own comment
@@ -43,25 +44,33 @@ def render_markdown(plan: Plan, *, mode: str = "plan", limit: int = GITHUB_COMME
     b = _Budget(limit)
     title = "Drift report" if mode == "drift" else "Plan"
     b.add(MARKER, force=True)
-    headline = summary_line(plan, mode).removeprefix("Plan: ").removeprefix("Drift: ")
-    b.add(f"### reconciler {title.lower()}: {esc(headline)}", force=True)
+    summary = summary_line(plan, mode).removeprefix("Plan: ").removeprefix("Drift: ")
+    errors_line = headline(plan, mode)
+    if errors_line:  # a plan with errors says so first (never "No changes")
+        b.add(f"### {esc(errors_line)}", force=True)
+        b.add("", force=True)
+        b.add(f"reconciler {title.lower()}: {esc(summary)}", force=True)
+    else:
+        b.add(f"### reconciler {title.lower()}: {esc(summary)}", force=True)
     b.add("", force=True)
     s, ch = plan.summary, plan.charges
     b.add(
-        "| Stop | Allow | Pause | Resume | Unchanged | Errors | Warnings | Still billed (stopped) |",
+        "| Stop | Allow | Pause | Resume | Unchanged | Errors | Warnings "
+        "| Billed for stopped, now | Once applied |",
         force=True,
     )
-    b.add("|---:|---:|---:|---:|---:|---:|---:|---:|", force=True)
+    b.add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|", force=True)
+    now = f"{ch.live_stopped_monthly} {ch.currency}/month" if ch.live_stopped_monthly else "–"
     b.add(
         f"| {s.stop} | {s.allow} | {s.pause} | {s.resume} | {s.unchanged} | {len(plan.errors)} "
-        f"| {len(plan.warnings)} | {ch.stopped_monthly_total} {ch.currency}/month |",
+        f"| {len(plan.warnings)} | {now} | {ch.stopped_monthly_total} {ch.currency}/month |",
         force=True,
     )
     b.add("", force=True)
     _callouts(plan, b)
     _errors(plan, b)
     _changes(plan, b, mode)
-    _charges(plan, b)
+    _charges(plan, b, mode)
     _warnings(plan, b)
     _unchanged(plan, b)
     if b.truncated:
@@ -124,24 +133,20 @@ def _changes(plan: Plan, b: _Budget, mode: str) -> None:
     b.add("")
 
 
-def _charges(plan: Plan, b: _Budget) -> None:
+def _charges(plan: Plan, b: _Budget, mode: str) -> None:
     ch = plan.charges
     b.add("#### Charges")
     b.add(
-        "Stopping calls **does not stop charges**. Once applied, "
-        f"**{ch.stopped_monthly_total} {ch.currency}/month** keeps billing for "
-        f"{len(ch.items)} stopped resource(s) that cannot ring "
-        f"({ch.newly_stopped_monthly} {ch.currency}/month newly stopped by this plan). "
+        f"Stopping calls **does not stop charges**. {esc(charges_lead(plan, mode))} "
         "Only releasing a number or cancelling an account ends its fee; reconciler never does either."
     )
-    if ch.items:
+    rows = charge_rows(plan, mode)
+    if rows:
         b.add("")
         b.add("| Resource | Monthly fee | Why | |")
         b.add("|---|---:|---|---|")
-        for i in ch.items:
-            tag = (
-                "**new**" if i.new else (f"since {i.stopped_since[:10]}" if i.stopped_since else "")
-            )
+        for i, tag in rows:
+            tag = f"**{tag}**" if tag in ("new", "resumed") else tag
             b.add(
                 f"| {esc(describe(i.address))} {esc(i.name)} | {i.monthly_fee} {ch.currency} "
                 f"| {esc(i.why)} | {tag} |"

@@ -8,9 +8,9 @@ from datetime import datetime
 
 import click
 
-from reconciler.models import Change, Finding, Plan
+from reconciler.models import Change, ChargeItem, Finding, Plan
 from reconciler.plan import humanize
-from reconciler.render import describe, summary_line
+from reconciler.render import charges_lead, describe, headline, summary_line
 
 ACTION_COLORS = {"stop": "red", "allow": "green", "pause": "yellow", "resume": "green"}
 MAX_FINDINGS_PER_CODE = 20
@@ -20,6 +20,9 @@ MAX_CHARGE_ITEMS = 12
 def render_text(plan: Plan, *, mode: str = "plan", color: bool = False) -> str:
     style: Callable[..., str] = click.style if color else (lambda text, **_: text)
     out: list[str] = []
+    head_line = headline(plan, mode)
+    if head_line:
+        out += [style(head_line, fg="red", bold=True), ""]
     if plan.changes:
         head = (
             "Live differs from the config:"
@@ -30,7 +33,7 @@ def render_text(plan: Plan, *, mode: str = "plan", color: bool = False) -> str:
         out += [line for c in plan.changes for line in _change_lines(c, plan, mode, style)]
         out.append("")
     out.append(style(summary_line(plan, mode), bold=True))
-    out += ["", *_charges(plan, style)]
+    out += ["", *_charges(plan, style, mode)]
     if plan.errors:
         out += [
             "",
@@ -75,39 +78,41 @@ def _left(until: str, now: str) -> str:
     return humanize(end - start) if end > start else ""
 
 
-def _charges(plan: Plan, style: Callable[..., str]) -> list[str]:
+def charge_rows(plan: Plan, mode: str) -> list[tuple[ChargeItem, str]]:
+    """The items to list with their tag: once applied (plan) or live now (drift)."""
+    ch = plan.charges
+    if mode == "drift":
+        rows = [(i, _since(i)) for i in ch.items if not i.new]
+    else:
+        rows = [(i, "new" if i.new else _since(i)) for i in ch.items]
+    return rows + [(i, "resumed") for i in ch.resumed_items]
+
+
+def _since(item: ChargeItem) -> str:
+    return f"since {item.stopped_since[:10]}" if item.stopped_since else ""
+
+
+def _charges(plan: Plan, style: Callable[..., str], mode: str) -> list[str]:
     ch = plan.charges
     cur = ch.currency
     out = [style("Charges: stopping calls does not stop charges.", bold=True)]
-    if not ch.items:
+    rows = charge_rows(plan, mode)
+    if not ch.items and not ch.resumed_items:
         out.append(
             "  Nothing managed is stopped: no fees are billed for resources that cannot ring."
         )
         return out
-    if plan.changes:
-        out.append(
-            f"  Once applied, {ch.stopped_monthly_total} {cur}/month keeps billing for "
-            f"{len(ch.items)} stopped resource(s) that cannot ring"
-        )
-        out.append(f"  ({ch.newly_stopped_monthly} {cur}/month of it newly stopped by this plan):")
-    else:
-        out.append(
-            f"  {ch.stopped_monthly_total} {cur}/month keeps billing for "
-            f"{len(ch.items)} stopped resource(s) that cannot ring:"
-        )
-    width = max(len(describe(i.address)) for i in ch.items[:MAX_CHARGE_ITEMS])
-    for item in ch.items[:MAX_CHARGE_ITEMS]:
-        tag = (
-            "new"
-            if item.new
-            else (f"since {item.stopped_since[:10]}" if item.stopped_since else "")
-        )
-        out.append(
-            f"    {describe(item.address):<{width}}  {item.monthly_fee:>9} {cur}  "
-            f"{item.why}{'  (' + tag + ')' if tag else ''}"
-        )
-    if len(ch.items) > MAX_CHARGE_ITEMS:
-        out.append(f"    … and {len(ch.items) - MAX_CHARGE_ITEMS} more (see --format json)")
+    out.append(f"  {charges_lead(plan, mode)}")
+    if rows:
+        shown = rows[:MAX_CHARGE_ITEMS]
+        width = max(len(describe(i.address)) for i, _ in shown)
+        for item, tag in shown:
+            out.append(
+                f"    {describe(item.address):<{width}}  {item.monthly_fee:>9} {cur}  "
+                f"{item.why}{'  (' + tag + ')' if tag else ''}"
+            )
+        if len(rows) > MAX_CHARGE_ITEMS:
+            out.append(f"    … and {len(rows) - MAX_CHARGE_ITEMS} more (see --format json)")
     out.append(
         "  Only releasing a number or cancelling an account ends its fee; "
         "reconciler never does either."
