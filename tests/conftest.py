@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from reconciler.providers.sandbox.fleet import init_database
 from reconciler.providers.sandbox.server import RunningServer, start_server
 
 ACCESS_KEY, SECRET_KEY = "test-access", "test-secret"
+ROOT = Path(__file__).resolve().parent.parent
 
 SMALL_FLEET: dict[str, Any] = {
     "accounts": [
@@ -124,3 +126,14 @@ def api(served: RunningServer) -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.auth = (ACCESS_KEY, SECRET_KEY)
         yield session
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example config; the sandbox database is created from its seed."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    return tmp_path

@@ -26,17 +26,6 @@ from reconciler.providers.sandbox.store import SandboxStore
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the example config; the sandbox database is created from its seed."""
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path / "locks"))
-    monkeypatch.delenv("RECONCILER_CONFIG", raising=False)
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    return tmp_path
-
-
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, list(args))
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(

@@ -206,6 +206,9 @@ def test_sigint_stops_cleanly_with_a_summary(rig):
         counts = report["counts"]
         assert counts["not_started"] > 0 and counts["ok"] >= 1
         assert counts["ok"] + counts["failed"] + counts["not_started"] == len(planned)
+        # the figure is live's after the interrupt (re-read), not the plan's
+        assert "Still billed for stopped resources that cannot ring (re-read):" in out
+        assert report["charges_after"] is not None
         with SandboxStore(db) as store:
             written = {(r["resource"], r["field"]) for r in store.audit()}
         done = {a["address"] for a in report["actions"] if a["outcome"] == "ok"}
