@@ -297,8 +297,8 @@ def verify(
     _check_unplanned(ver, plan, before, after, desired)
     billing = desired.settings.billing
     scope = [a for a in desired.accounts if a in before.accounts]
-    old = silent_resources([before.accounts[a] for a in scope], {}, {}, billing.default_fee)
-    new = silent_resources(
+    old, _ = silent_resources([before.accounts[a] for a in scope], {}, {}, billing.default_fee)
+    new, _ = silent_resources(
         [after.accounts.get(a) or before.accounts[a] for a in scope], {}, {}, billing.default_fee
     )
     charges = compare_charges(old, new, currency=billing.currency)

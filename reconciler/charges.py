@@ -52,27 +52,39 @@ def silent_resources(
     final_status: Mapping[str, str],
     final_calls: Mapping[str, str],
     default_fee: Decimal,
-) -> dict[str, _Silent]:
-    """Every resource that cannot ring once `final_*` (id / E.164 -> value) are applied,
-    keyed by address, in account and number order."""
-    out: dict[str, _Silent] = {}
+) -> tuple[dict[str, _Silent], dict[str, _Silent]]:
+    """Every resource that cannot ring before and after `final_*` (id / E.164 -> value)
+    are applied, each keyed by address, in account and number order. One pass: a fleet
+    has 100,000 numbers."""
+    before: dict[str, _Silent] = {}
+    after: dict[str, _Silent] = {}
     for acc in accounts:
-        status = final_status.get(acc.id, acc.status)
-        is_stopped = status == "stopped"
-        if is_stopped:
+        was_stopped = acc.status == "stopped"
+        is_stopped = final_status.get(acc.id, acc.status) == "stopped"
+        if was_stopped or is_stopped:
             fee = acc.monthly_fee if acc.monthly_fee is not None else ZERO
-            since = acc.updated if acc.status == "stopped" else None
-            out[f"account.{acc.id}"] = _Silent(acc, None, fee, "account stopped", since)
+            since = acc.updated if was_stopped else None
+            item = _Silent(acc, None, fee, "account stopped", since)
+            if was_stopped:
+                before[f"account.{acc.id}"] = item
+            if is_stopped:
+                after[f"account.{acc.id}"] = item
         for num in acc.numbers:
-            calls = final_calls.get(num.number, num.calls)
-            if not (is_stopped or calls == "stopped"):
+            calls = final_calls.get(num.number, num.calls) if final_calls else num.calls
+            now_silent = was_stopped or num.calls == "stopped"
+            then_silent = is_stopped or calls == "stopped"
+            if not (now_silent or then_silent):
                 continue
-            why = "calls stopped" if calls == "stopped" else "account stopped"
             since = num.active_changed if num.calls == "stopped" else None
-            out[f"number.{num.number}"] = _Silent(
-                acc, num, number_fee(num, default_fee), why, since
-            )
-    return out
+            fee = number_fee(num, default_fee)
+            address = f"number.{num.number}"
+            if now_silent:
+                why = "calls stopped" if num.calls == "stopped" else "account stopped"
+                before[address] = _Silent(acc, num, fee, why, since)
+            if then_silent:
+                why = "calls stopped" if calls == "stopped" else "account stopped"
+                after[address] = _Silent(acc, num, fee, why, since)
+    return before, after
 
 
 def compare_charges(
@@ -103,9 +115,7 @@ def compute_charges(
     default_fee: Decimal,
 ) -> Charges:
     """Charges of a plan: live now against live with the plan's final values."""
-    accounts = list(accounts)
-    before = silent_resources(accounts, {}, {}, default_fee)
-    after = silent_resources(accounts, final_status, final_calls, default_fee)
+    before, after = silent_resources(accounts, final_status, final_calls, default_fee)
     return compare_charges(before, after, currency=currency)
 
 

@@ -187,8 +187,10 @@ class PolicySettings(StrictModel):
     max_change_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         0.3,
         strict=False,
-        description="A plan changing more than this share of an account's managed numbers "
-        "(accounts with >= 10) needs --force.",
+        description="A plan that changes whether more than this share of an account's live "
+        "numbers can ring or are swapped (accounts with >= 10; an account status change "
+        "counts all), or the status of more than this share of the accounts in scope (plans "
+        "with >= 10), needs --force.",
     )
     unmanaged: Literal["ignore", "report", "error"] = Field(
         "report", description="Live numbers of a managed account that no file lists."

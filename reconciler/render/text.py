@@ -83,8 +83,10 @@ def charge_rows(plan: Plan, mode: str) -> list[tuple[ChargeItem, str]]:
     ch = plan.charges
     if mode == "drift":
         rows = [(i, _since(i)) for i in ch.items if not i.new]
-    else:
-        rows = [(i, "new" if i.new else _since(i)) for i in ch.items]
+        return rows + [
+            (i, "; ".join(filter(None, [_since(i), "config resumes it"]))) for i in ch.resumed_items
+        ]
+    rows = [(i, "new" if i.new else _since(i)) for i in ch.items]
     return rows + [(i, "resumed") for i in ch.resumed_items]
 
 
