@@ -123,3 +123,18 @@ def test_github_errors_are_error_annotations():
 def test_annotation_escapes_data():
     line = annotation("warning", "50% done\nnext", "a,b:c.yaml:3", "t")
     assert line == "::warning file=a%2Cb%3Ac.yaml,line=3,title=t::50%25 done%0Anext"
+
+
+def test_a_plan_saved_before_the_live_figures_still_loads_and_renders(sample):
+    from reconciler.models import Plan
+
+    old = sample.to_json_dict()
+    for key in ("live_stopped_monthly", "resumed_monthly", "resumed_items"):
+        del old["charges"][key]
+    plan = Plan.model_validate(old)
+    assert plan.format_version == 1 and plan.charges.live_stopped_monthly is None
+    out = render(plan, "text")
+    assert (
+        "Once applied, 3.00 USD/month keeps billing for 1 stopped resource that cannot ring." in out
+    )
+    assert "| – | 3.00 USD/month |" in render(plan, "markdown")
