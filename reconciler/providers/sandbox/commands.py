@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli import CONTEXT_SETTINGS, EXIT_OK, run_guarded
+from reconciler.cli.base import CONTEXT_SETTINGS, EXIT_OK, run_guarded
 from reconciler.errors import ReconcilerError
 
 ACCESS_KEY_ENV = "RECONCILER_SANDBOX_ACCESS_KEY"
