@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
@@ -242,19 +241,29 @@ def _pack(loaded: _Loaded) -> _Packed:
     if acc is None:
         return loaded, None
     numbers = tuple(
-        (n.number, n.calls, n.swapping, n.until, n.note, n.protected, n.source.line, n.field_lines)
+        (
+            n.number,
+            n.calls,
+            n.swapping,
+            n.until,
+            n.note,
+            n.protected,
+            n.source.line,
+            n.field_lines,
+            n.start,
+        )
         for n in acc.numbers
     )
     path, line = acc.source.path, acc.source.line
     fields = (acc.id, acc.name, acc.status, acc.until, acc.note, acc.protected, path, line)
-    return loaded._replace(account=None), (*fields, acc.field_lines, numbers)
+    return loaded._replace(account=None), (*fields, acc.field_lines, numbers, acc.start)
 
 
 def _unpack(packed: _Packed) -> _Loaded:
     loaded, acc = packed
     if acc is None:
         return loaded
-    account_id, name, status, until, note, protected, path, line, field_lines, numbers = acc
+    account_id, name, status, until, note, protected, path, line, field_lines, numbers, start = acc
     account = DesiredAccount(
         account_id,
         name,
@@ -274,10 +283,12 @@ def _unpack(packed: _Packed) -> _Loaded:
                 n_prot,
                 Source(path, n_line),
                 lines,
+                n_start,
             )
-            for number, calls, swap, n_until, n_note, n_prot, n_line, lines in numbers
+            for number, calls, swap, n_until, n_note, n_prot, n_line, lines, n_start in numbers
         ),
         field_lines,
+        start,
     )
     return loaded._replace(account=account)
 
@@ -357,8 +368,11 @@ def _data_loc(data: Any, loc: tuple[Any, ...], err_type: str) -> Path_:
         else:
             break
         out.append(part)
-    if err_type == "value_error" and isinstance(node, dict) and "until" in node:
-        out.append("until")
+    if err_type == "value_error" and isinstance(node, dict):
+        # a window rule of the entry is broken: point at its `from` (else its `until`)
+        key = next((k for k in ("from", "until") if k in node), None)
+        if key:
+            out.append(key)
     return tuple(out)
 
 
@@ -377,8 +391,8 @@ def _message(model: type[BaseModel], err: dict[str, Any], loc: Path_) -> str:
         return _enum_message(key, value)
     if key == "number":
         return _number_message(value)
-    if key == "until":
-        return _until_message(etype, loc, value)
+    if key in ("from", "until", "from_"):
+        return _window_message(key.rstrip("_"), etype, loc, value, str(err.get("msg", "")))
     if key == "id" and len(loc) == 2:
         return "account id must be a number or a non-empty string, e.g. `id: 1001`"
     if etype == "bool_type":
@@ -419,17 +433,34 @@ def _number_message(value: Any) -> str:
     )
 
 
-def _until_message(etype: str, loc: Path_, value: Any) -> str:
+def _window_message(key: str, etype: str, loc: Path_, value: Any, msg: str) -> str:
+    """`from`/`until` problems, each with what to write instead."""
+    if "from_not_before_until" in msg:
+        return (
+            "from must be before until: the stop or pause holds from `from` (inclusive) "
+            "to `until` (exclusive); swap them or fix the dates"
+        )
+    if "time_out_of_range" in msg:
+        return (
+            f"{key} is outside the times UTC can represent (got {_show(value)}); write a "
+            f"real date, e.g. {key}: {TIME_EXAMPLE}"
+        )
     if etype == "value_error":
         if loc and loc[0] == "account":
-            return "until only applies to a stop or pause: set status: stopped or paused, or remove until"
+            return (
+                "from/until only apply to a stop or pause: set status: stopped or paused, "
+                "or remove from/until"
+            )
         return (
-            "until only applies to a stop or pause: set calls: stopped or swapping: paused, "
-            "or remove until"
+            "from/until only apply to a stop or pause: set calls: stopped or swapping: "
+            "paused, or remove from/until"
         )
     if etype == "timezone_aware":
-        return f"until needs a timezone: write e.g. until: {TIME_EXAMPLE} (Z = UTC)"
-    return f"until must be an ISO-8601 time with timezone, e.g. until: {TIME_EXAMPLE} (got {_show(value)})"
+        return f"{key} needs a timezone: write e.g. {key}: {TIME_EXAMPLE} (Z = UTC)"
+    return (
+        f"{key} must be an ISO-8601 time with timezone, e.g. {key}: {TIME_EXAMPLE} "
+        f"(got {_show(value)})"
+    )
 
 
 def _allowed_keys(model: type[BaseModel], at: Path_) -> list[str]:
@@ -467,30 +498,26 @@ def _desired_account(model: AccountFile, loaded: LoadedYaml) -> DesiredAccount:
                 account_id=account_id,
                 calls=n.calls,
                 swapping=n.swapping,
-                until=_utc(n.until) if n.until else None,
+                until=n.until,
                 note=n.note,
                 protected=n.protected,
                 source=Source(path, lines.get("number", 0)),
                 field_lines=lines,
+                start=n.from_,
             )
         )
     return DesiredAccount(
         id=account_id,
         name=acc.name,
         status=acc.status,
-        until=_utc(acc.until),
+        until=acc.until,
         note=acc.note,
         protected=acc.protected,
         source=Source(path, loaded.where(("account", "id"))[0]),
         numbers=tuple(numbers),
         field_lines=loaded.key_lines(("account",)),
+        start=acc.from_,
     )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    from datetime import timezone
-
-    return value.astimezone(timezone.utc) if value is not None else None
 
 
 def _check_unique(

@@ -127,6 +127,26 @@ def shard_accounts(desired: DesiredState, shard: tuple[int, int] | None) -> Desi
     return desired.scoped([a for a in desired.accounts if in_scope(a, set(), shard)])
 
 
+def due_plan(planned: Planned) -> tuple[Planned, list]:
+    """The plan of `apply --due`: only entries with from/until, judged at the same time
+    against the same live read; and the full plan's other changes (not due)."""
+    from reconciler.due import due_desired, not_due
+
+    full = planned.plan
+    desired = due_desired(planned.desired, planned.live)
+    at = datetime.fromisoformat((full.evaluated_at or full.generated_at).replace("Z", "+00:00"))
+    plan = build_plan(
+        desired,
+        planned.live,
+        now=at,
+        generated_at=datetime.fromisoformat(full.generated_at.replace("Z", "+00:00")),
+        provider=full.provider,
+        scope=full.scope,
+    )
+    plan.upcoming = full.upcoming
+    return Planned(desired, planned.live, plan, planned.provider), not_due(full, plan)
+
+
 def make_plan(
     config_dir: str,
     accounts: tuple[str, ...] | list[str] = (),
@@ -135,8 +155,13 @@ def make_plan(
     now: datetime | None = None,
     desired: DesiredState | None = None,
     shard: tuple[int, int] | None = None,
+    at: datetime | None = None,
 ) -> Planned:
-    """Config + live -> Plan. The caller closes `Planned.provider`."""
+    """Config + live -> Plan. The caller closes `Planned.provider`.
+
+    `at` (`--at`): judge every time rule at that time; live is still read now. `now`
+    fixes the clock itself (tests).
+    """
     ahead = None
     if desired is None and provider is None:
         ahead = ReadAhead.for_config(config_dir, accounts, shard)
@@ -154,11 +179,19 @@ def make_plan(
     except BaseException:
         provider.close()
         raise
+    clock = now or datetime.now(timezone.utc).replace(microsecond=0)
     plan = build_plan(
         desired,
         live,
-        now=now or datetime.now(timezone.utc),
+        now=at or clock,
+        generated_at=clock,
         provider=ProviderInfo(type=provider.kind, target=provider.target),
         scope=[str(a) for a in accounts],
     )
+    from reconciler.models import UpcomingEvent
+    from reconciler.schedule import upcoming
+
+    plan.upcoming = [
+        UpcomingEvent.model_validate(e.to_dict()) for e in upcoming(desired, live, at or clock)
+    ]
     return Planned(desired, live, plan, provider)

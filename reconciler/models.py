@@ -12,7 +12,7 @@ once, in one place (`providers/wire.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -39,6 +39,25 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
+def in_utc(value: datetime | None) -> datetime | None:
+    """A window time in UTC; one that UTC cannot represent (year 1 or 9999 at an extreme
+    offset) is an error, not an OverflowError later."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("time_out_of_range") from None
+
+
+def check_window(start: datetime | None, until: datetime | None, narrowing: bool) -> None:
+    """`from`/`until` only on a stop or pause, and `from` before `until` (SPEC §3)."""
+    if (start is not None or until is not None) and not narrowing:
+        raise ValueError("window_on_default")
+    if start is not None and until is not None and start >= until:
+        raise ValueError("from_not_before_until")
+
+
 # --- desired state: one account file -------------------------------------------------
 
 
@@ -48,7 +67,12 @@ class AccountSpec(StrictModel):
     # `until` only on a stop or pause: the same rule as the validator, for editors.
     model_config = ConfigDict(
         json_schema_extra={
-            "if": {"required": ["until"], "properties": {"until": {"type": "string"}}},
+            "if": {
+                "anyOf": [
+                    {"required": ["until"], "properties": {"until": {"type": "string"}}},
+                    {"required": ["from"], "properties": {"from": {"type": "string"}}},
+                ]
+            },
             "then": {
                 "required": ["status"],
                 "properties": {"status": {"enum": ["paused", "stopped"]}},
@@ -61,6 +85,13 @@ class AccountSpec(StrictModel):
     )
     name: str | None = Field(None, description="Optional label; a mismatch with live is a warning.")
     status: AccountStatus = Field("active", description="active | paused | stopped")
+    from_: AwareDatetime | None = Field(
+        None,
+        alias="from",
+        strict=False,
+        description="ISO-8601 time with timezone; only with paused/stopped. Before it the "
+        "desired status is active (a stop or pause planned ahead).",
+    )
     until: AwareDatetime | None = Field(
         None,
         strict=False,
@@ -72,10 +103,14 @@ class AccountSpec(StrictModel):
         False, description="true: a plan that would stop or pause it is an error."
     )
 
+    @field_validator("from_", "until", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return in_utc(value)
+
     @model_validator(mode="after")
-    def _until_needs_a_stop(self) -> AccountSpec:
-        if self.until is not None and self.status == "active":
-            raise ValueError("until_on_active")
+    def _window_needs_a_stop(self) -> AccountSpec:
+        check_window(self.from_, self.until, self.status != "active")
         return self
 
 
@@ -84,7 +119,12 @@ class NumberSpec(StrictModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "if": {"required": ["until"], "properties": {"until": {"type": "string"}}},
+            "if": {
+                "anyOf": [
+                    {"required": ["until"], "properties": {"until": {"type": "string"}}},
+                    {"required": ["from"], "properties": {"from": {"type": "string"}}},
+                ]
+            },
             "then": {
                 "anyOf": [
                     {"required": ["calls"], "properties": {"calls": {"const": "stopped"}}},
@@ -97,6 +137,13 @@ class NumberSpec(StrictModel):
     number: E164 = Field(description='E.164 number, quoted: "+14105550101". Unique in the config.')
     calls: Calls = Field("allowed", description="allowed | stopped")
     swapping: Swapping = Field("active", description="active | paused")
+    from_: AwareDatetime | None = Field(
+        None,
+        alias="from",
+        strict=False,
+        description="ISO-8601 time with timezone; only with calls: stopped or swapping: paused. "
+        "Before it calls are allowed and swapping active.",
+    )
     until: AwareDatetime | None = Field(
         None,
         strict=False,
@@ -107,10 +154,14 @@ class NumberSpec(StrictModel):
         False, description="true: a plan that would stop or pause it is an error."
     )
 
+    @field_validator("from_", "until", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return in_utc(value)
+
     @model_validator(mode="after")
-    def _until_needs_a_stop(self) -> NumberSpec:
-        if self.until is not None and self.calls == "allowed" and self.swapping == "active":
-            raise ValueError("until_on_active")
+    def _window_needs_a_stop(self) -> NumberSpec:
+        check_window(self.from_, self.until, self.calls == "stopped" or self.swapping == "paused")
         return self
 
 
@@ -198,6 +249,10 @@ class PolicySettings(StrictModel):
     stale_stop_days: Annotated[int, Field(ge=0)] = Field(
         30, description="Stopped longer than this: listed with its cost."
     )
+    due_grace_minutes: Annotated[int, Field(ge=0, le=10080)] = Field(
+        60,
+        description="A window boundary this recent is 'due' (for the schedule), not drift.",
+    )
 
 
 class BillingSettings(StrictModel):
@@ -257,6 +312,7 @@ class DesiredNumber:
     source: Source
     # line of each key written in the file (calls, swapping, until, ...), for annotations
     field_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    start: datetime | None = None  # `from`: the stop/pause holds from then on
 
 
 @dataclass(slots=True)
@@ -270,6 +326,7 @@ class DesiredAccount:
     source: Source
     numbers: tuple[DesiredNumber, ...]
     field_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    start: datetime | None = None  # `from`
 
 
 @dataclass(frozen=True)
@@ -366,11 +423,24 @@ class Change(PlanModel):
     action: Action
     from_: str = Field(alias="from")
     to: str
-    reason: Literal["config", "window_ended"]
+    reason: Literal["config", "window_ended", "window_not_started"]
     source: str = Field(description="Where the desired value is written: `file:line`.")
     monthly_fee: str | None = Field(None, description="What the resource bills a month.")
     note: str | None = None
-    until: str | None = Field(None, description="End of a time-boxed stop/pause (ISO-8601).")
+    until: str | None = Field(
+        None, description="End of the stop/pause's window while it is ahead or running."
+    )
+    window_from: str | None = Field(
+        None, description="Start (`from`) of the stop/pause's window while it is ahead or running."
+    )
+    boundary: str | None = Field(
+        None, description="The window time (`from` passed, `until` ended) that causes this change."
+    )
+    due: bool = Field(
+        False,
+        description="The boundary passed less than policy.due_grace_minutes ago: a scheduled "
+        "change, not drift.",
+    )
     live_updated: str | None = Field(None, description="When live last changed (ISO-8601).")
 
 
@@ -440,6 +510,24 @@ class AccountSummary(PlanModel):
     source: str = ""
 
 
+class UpcomingEvent(PlanModel):
+    """A window boundary ahead (`reconciler schedule`): the desired value flips at `at`."""
+
+    at: str
+    address: str
+    kind: Literal["account", "number"]
+    field: Literal["status", "calls", "swapping"]
+    from_: str = Field(alias="from")
+    to: str
+    action: Action
+    name: str = ""
+    note: str | None = None
+    source: str
+    monthly_charges_effect: str | None = Field(
+        None, description="Change in what bills for nothing, a month (signed decimal)."
+    )
+
+
 class ProviderInfo(PlanModel):
     type: str
     target: str
@@ -455,6 +543,9 @@ class Plan(PlanModel):
 
     format_version: int = PLAN_FORMAT_VERSION
     generated_at: str
+    evaluated_at: str | None = Field(
+        None, description="The time windows and ages were judged at (`--at`, else generated_at)."
+    )
     config_digest: str
     checksum: str
     provider: ProviderInfo
@@ -466,6 +557,9 @@ class Plan(PlanModel):
     charges: Charges
     summary: Summary
     accounts: list[AccountSummary] = Field(default_factory=list)
+    upcoming: list[UpcomingEvent] = Field(
+        default_factory=list, description="Window boundaries in the 30 days after evaluated_at."
+    )
 
     @property
     def has_changes(self) -> bool:

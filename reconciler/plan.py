@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from reconciler.charges import compute_charges, money, number_fee
 from reconciler.models import (
@@ -59,11 +60,23 @@ def checksum(changes: list[Change]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
-def effective(written: str, until: datetime | None, now: datetime, default: str) -> tuple[str, str]:
-    """The desired value now: a time-boxed stop/pause reverts to `default` at `until`."""
-    if until is not None and written != default and now >= until:
-        return default, "window_ended"
-    return written, "config"
+def effective(
+    written: str, start: datetime | None, until: datetime | None, now: datetime, default: str
+) -> tuple[str, str, datetime | None]:
+    """(desired value at `now`, reason, boundary).
+
+    A written stop/pause holds from `start` (inclusive) to `until` (exclusive); outside
+    that window the desired value is `default`. `boundary` is the window time that last
+    set the value (`start` once passed, `until` once ended), so a difference it causes can
+    be told apart as "due" from drift.
+    """
+    if written == default:
+        return written, "config", None
+    if start is not None and now < start:
+        return default, "window_not_started", None
+    if until is not None and now >= until:
+        return default, "window_ended", until
+    return written, "config", start
 
 
 def humanize(delta: timedelta) -> str:
@@ -103,12 +116,31 @@ class _Builder:
     missing: list[tuple[DesiredAccount, DesiredNumber]] = field(default_factory=list)
     default_fee: Decimal = field(init=False)
     stale_after: timedelta = field(init=False)
+    due_grace: timedelta = field(init=False)
     _wanted: set[str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         # made once: both are rebuilt on each access and asked for per number
         self.default_fee = self.settings.billing.default_fee
         self.stale_after = timedelta(days=self.settings.policy.stale_stop_days)
+        self.due_grace = timedelta(minutes=self.settings.policy.due_grace_minutes)
+
+    def window_fields(
+        self,
+        start: datetime | None,
+        until: datetime | None,
+        reason: str,
+        boundary: datetime | None,
+    ) -> dict[str, Any]:
+        """A change's window keys: its window while it is ahead or running, the boundary
+        that caused it, and whether that boundary passed within policy.due_grace_minutes."""
+        ahead = reason != "window_ended"
+        return {
+            "window_from": jsonable(start) if ahead and start else None,
+            "until": jsonable(until) if ahead and until else None,
+            "boundary": jsonable(boundary) if boundary else None,
+            "due": boundary is not None and self.now - boundary < self.due_grace,
+        }
 
     def wanted(self) -> set[str]:
         """Every desired number of the config; built only when an account needs it."""
@@ -142,8 +174,13 @@ def build_plan(
     now: datetime,
     provider: ProviderInfo,
     scope: list[str] | None = None,
+    generated_at: datetime | None = None,
 ) -> Plan:
-    """Compare desired with live and say what to change, what to warn about, what stays billed."""
+    """Compare desired with live and say what to change, what to warn about, what stays billed.
+
+    Every time rule is evaluated at `now`; `generated_at` (default `now`) is when the plan
+    was made, which differs from `now` under `--at`.
+    """
     b = _Builder(desired, live, now)
     _duplicate_live_numbers(b, live)
     for acc in desired.accounts.values():
@@ -161,6 +198,7 @@ def build_plan(
     _numbers_elsewhere(b, live)
     _effects(b)
     _plan_threshold(b)
+    _schedule_missed(b)
     _charges_continue(b)
     billing = desired.settings.billing
     managed_live = [live.accounts[a] for a in desired.accounts if a in live.accounts]
@@ -175,7 +213,8 @@ def build_plan(
     for c in b.changes:
         setattr(summary, c.action, getattr(summary, c.action) + 1)
     return Plan(
-        generated_at=jsonable(now),
+        generated_at=jsonable(generated_at or now),
+        evaluated_at=jsonable(now),
         config_digest=desired.digest,
         checksum=checksum(b.changes),
         provider=provider,
@@ -200,7 +239,7 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
             f"config calls account {acc.id} {acc.name!r}, the provider calls it {live.name!r}",
             acc.source,
         )
-    status, reason = effective(acc.status, acc.until, b.now, "active")
+    status, reason, boundary = effective(acc.status, acc.start, acc.until, b.now, "active")
     src = _src(acc.source, acc.field_lines, "status")
     final_status = live.status
     if status != live.status:
@@ -229,22 +268,24 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
                 source=src,
                 monthly_fee=money(live.monthly_fee) if live.monthly_fee is not None else None,
                 note=acc.note,
-                until=jsonable(acc.until) if reason == "config" else None,
                 live_updated=jsonable(live.updated),
+                **b.window_fields(acc.start, acc.until, reason, boundary),
             )
             b.changes.append(b.account_change[acc.id])
     else:
         b.unchanged += 1
     b.final_status[acc.id] = final_status
     b.planned.append((acc, live, final_status))
-    _window(
-        b,
-        address,
-        acc.until,
-        acc.status != "active",
-        "status returns to active",
-        _src(acc.source, acc.field_lines, "until"),
-    )
+    if acc.status != "active":
+        _window(
+            b,
+            address,
+            acc.start,
+            acc.until,
+            f"status {acc.status}",
+            "status returns to active",
+            _src(acc.source, acc.field_lines, "from" if acc.start else "until"),
+        )
     if final_status == "stopped" and live.status == "stopped":
         _stale(b, address, live.updated, live.monthly_fee, f"account {acc.id} ({name})", src)
 
@@ -261,7 +302,12 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
             b.missing.append((acc, num))
             continue
         managed += 1
-        if num.until is None and num.calls == live_num.calls and num.swapping == live_num.swapping:
+        if (
+            num.until is None
+            and num.start is None
+            and num.calls == live_num.calls
+            and num.swapping == live_num.swapping
+        ):
             # The common case at fleet scale, inlined: nothing to change and no window.
             # The outcome is that of _plan_number, without its per-field work.
             unchanged += 1
@@ -306,7 +352,7 @@ def _plan_number(
         ("calls", num.calls, "allowed"),
         ("swapping", num.swapping, "active"),
     ):
-        value, reason = effective(written, num.until, b.now, default)
+        value, reason, boundary = effective(written, num.start, num.until, b.now, default)
         current = getattr(live, fld)
         if value == current:
             continue
@@ -348,8 +394,8 @@ def _plan_number(
                 source=src,
                 monthly_fee=money(fee),
                 note=num.note,
-                until=jsonable(num.until) if reason == "config" else None,
                 live_updated=jsonable(live.updated),
+                **b.window_fields(num.start, num.until, reason, boundary),
             )
         )
         if fld == "calls":
@@ -362,14 +408,20 @@ def _plan_number(
     else:
         b.unchanged += 1
     _stale_number(b, num, live, b.final_calls.get(num.number, live.calls))
-    if num.until is not None:
+    narrowed = [
+        f"{f} {v}"
+        for f, v, d in (("calls", num.calls, "allowed"), ("swapping", num.swapping, "active"))
+        if v != d
+    ]
+    if (num.until is not None or num.start is not None) and narrowed:
         _window(
             b,
             address,
+            num.start,
             num.until,
-            num.calls == "stopped" or num.swapping == "paused",
+            " and ".join(narrowed),
             "calls are allowed and swapping active again",
-            _src(num.source, num.field_lines, "until"),
+            _src(num.source, num.field_lines, "from" if num.start else "until"),
         )
     return changed
 
@@ -392,23 +444,39 @@ def _src(source: Source, lines: dict[str, int], key: str) -> str:
 
 
 def _window(
-    b: _Builder, address: str, until: datetime | None, active: bool, then: str, source: object
+    b: _Builder,
+    address: str,
+    start: datetime | None,
+    until: datetime | None,
+    written: str,
+    then: str,
+    source: object,
 ) -> None:
-    if until is None or not active:
+    if start is None and until is None:
         return
-    if b.now < until:
+    now = b.now
+    if start is not None and now < start:
+        ends = f", ends in {humanize(until - now)} ({jsonable(until)})" if until else ""
         b.warn(
-            "window_ends",
+            "window_starts",
             address,
-            f"time-boxed: ends in {humanize(until - b.now)} ({jsonable(until)}); then {then}",
+            f"scheduled: {written} starts in {humanize(start - now)} ({jsonable(start)}){ends}; "
+            "before then the default (active, allowed) holds",
             source,
         )
-    else:
+    elif until is not None and now < until:
         b.warn(
             "window_ends",
             address,
-            f"window ended {humanize(b.now - until)} ago "
-            f"({jsonable(until)}); remove `until` and the stop from the file",
+            f"time-boxed: ends in {humanize(until - now)} ({jsonable(until)}); then {then}",
+            source,
+        )
+    elif until is not None:
+        b.warn(
+            "window_ends",
+            address,
+            f"window ended {humanize(now - until)} ago ({jsonable(until)}); remove from/until "
+            f"and the {written} from the file",
             source,
         )
 
@@ -750,6 +818,24 @@ def _numbers_elsewhere(b: _Builder, live: LiveState) -> None:
                 f"tracking number of account {acc.id}; check the digits or remove it",
                 num.source,
             )
+
+
+def _schedule_missed(b: _Builder) -> None:
+    """A window boundary long past that live still does not follow: the schedule did not
+    run (or failed); drift then reports it, with this warning."""
+    grace = b.settings.policy.due_grace_minutes
+    for c in b.changes:
+        if c.boundary is None or c.due:
+            continue
+        when = datetime.fromisoformat(c.boundary.replace("Z", "+00:00"))
+        b.warn(
+            "schedule_missed",
+            c.address,
+            f"{c.field} should have become {c.to} at {c.boundary}, {humanize(b.now - when)} ago "
+            f"(more than policy.due_grace_minutes {grace}): the scheduled `reconciler apply "
+            "--due` did not run or failed; check .github/workflows/schedule.yml",
+            c.source,
+        )
 
 
 def _charges_continue(b: _Builder) -> None:

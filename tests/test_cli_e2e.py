@@ -77,7 +77,7 @@ def test_plan_on_the_example_shows_changes_and_charges(project):
     code, out = run("plan")
     assert code == 0
     assert "~ account 1003 (Cedar Law Group)  status: active -> stopped" in out
-    assert "Plan: 3 to stop, 1 to allow, 1 to pause, 0 to resume; 12 unchanged." in out
+    assert "Plan: 3 to stop, 1 to allow, 1 to pause, 0 to resume; 13 unchanged." in out
     assert (
         "Now 6.00 USD/month billed for 2 stopped resources; once applied 119.00 "
         "(+116.00 newly stopped, −3.00 resumed)." in out

@@ -187,7 +187,7 @@ BAD_CASES = [
         {"accounts/a.yaml": "account:\n  id: 1\n  until: 2027-01-01T00:00:00Z\n"},
         "accounts/a.yaml",
         3,
-        "until only applies to a stop or pause: set status: stopped or paused",
+        "from/until only apply to a stop or pause: set status: stopped or paused",
     ),
     (
         "until-on-allowed-number",
@@ -196,7 +196,61 @@ BAD_CASES = [
         },
         "accounts/a.yaml",
         4,
-        "until only applies to a stop or pause: set calls: stopped",
+        "from/until only apply to a stop or pause: set calls: stopped",
+    ),
+    (
+        "from-on-active-account",
+        {"accounts/a.yaml": "account:\n  id: 1\n  from: 2027-01-01T00:00:00Z\n"},
+        "accounts/a.yaml",
+        3,
+        "from/until only apply to a stop or pause: set status: stopped or paused",
+    ),
+    (
+        "from-not-before-until",
+        {
+            "accounts/a.yaml": "account:\n  id: 1\n  status: stopped\n"
+            "  from: 2027-01-02T00:00:00Z\n  until: 2027-01-01T00:00:00Z\n"
+        },
+        "accounts/a.yaml",
+        4,
+        "from must be before until",
+    ),
+    (
+        "from-equal-until-number",
+        {
+            "accounts/a.yaml": "account: {id: 1}\nnumbers:\n  - number: '+14105550101'\n"
+            "    calls: stopped\n    from: 2027-01-01T00:00:00Z\n    until: 2027-01-01T00:00:00Z\n"
+        },
+        "accounts/a.yaml",
+        5,
+        "from must be before until",
+    ),
+    (
+        "until-beyond-utc",
+        {
+            "accounts/a.yaml": "account:\n  id: 1\n  status: stopped\n"
+            "  until: '9999-12-31T23:59:59-23:59'\n"
+        },
+        "accounts/a.yaml",
+        4,
+        "until is outside the times UTC can represent",
+    ),
+    (
+        "from-before-utc",
+        {
+            "accounts/a.yaml": "account:\n  id: 1\n  status: stopped\n"
+            "  from: '0001-01-01T00:00:00+01:00'\n"
+        },
+        "accounts/a.yaml",
+        4,
+        "from is outside the times UTC can represent",
+    ),
+    (
+        "from-without-timezone",
+        {"accounts/a.yaml": "account:\n  id: 1\n  status: paused\n  from: 2027-01-01T00:00:00\n"},
+        "accounts/a.yaml",
+        4,
+        "from needs a timezone: write e.g. from:",
     ),
     (
         "until-garbage",
@@ -456,7 +510,7 @@ def test_missing_config_dir(tmp_path):
 def test_example_config_is_valid():
     code, out = validate(EXAMPLE)
     assert code == 0, out
-    assert "valid (4 accounts, 13 numbers, provider sandbox)" in out
+    assert "valid (4 accounts, 14 numbers, provider sandbox)" in out
 
 
 def test_desired_state_from_example():

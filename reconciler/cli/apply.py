@@ -39,6 +39,19 @@ if TYPE_CHECKING:  # heavy modules stay out of `reconciler --help`
 @click.option("--auto-approve", is_flag=True, help="Do not ask (for pipelines).")
 @click.option("--force", is_flag=True, help="Allow a plan over policy.max_change_fraction.")
 @click.option(
+    "--due",
+    is_flag=True,
+    help="Apply only changes of entries with from/until (what a schedule runs); the others "
+    "are listed as not due.",
+)
+@click.option(
+    "--at",
+    "at_given",
+    metavar="TIME",
+    hidden=True,
+    help="Refused: apply always acts now.",
+)
+@click.option(
     "--report",
     "report_file",
     type=click.Path(dir_okay=False),
@@ -55,6 +68,8 @@ def apply(
     force: bool,
     report_file: str | None,
     shard: tuple[int, int] | None,
+    due: bool,
+    at_given: str | None,
 ) -> None:
     """Make live match the config: plan, confirm, write, re-read and verify.
 
@@ -63,9 +78,12 @@ def apply(
       reconciler apply                                  # asks "type yes" on a terminal
       reconciler apply --auto-approve --report out.json # CI
       reconciler plan --out plan.json && reconciler apply --plan plan.json --auto-approve
+      reconciler apply --due --auto-approve             # a schedule: windows only
     Exit codes: 0 converged; 1 error, refused, or partly failed.
     """
     setup_logging(verbose)
+    if at_given is not None:
+        fail("apply always acts now: --at is for plan, drift and schedule (to see a time ahead)")
 
     def body() -> int:
         return _run_apply(
@@ -78,6 +96,7 @@ def apply(
             auto_approve,
             force,
             report_file,
+            due,
         )
 
     run_guarded(body)
@@ -93,10 +112,11 @@ def _run_apply(
     auto_approve: bool,
     force: bool,
     report_file: str | None,
+    due: bool = False,
 ) -> int:
     from reconciler.apply import check_saved_plan
     from reconciler.config import load_config
-    from reconciler.engine import make_plan, open_for
+    from reconciler.engine import due_plan, make_plan, open_for
     from reconciler.lock import apply_lock
     from reconciler.render import render
 
@@ -108,11 +128,19 @@ def _run_apply(
         planned = hold_until_exit(
             make_plan(config_dir, accounts, provider=provider, desired=desired, shard=shard)
         )
+        say = _sayer(fmt)
+        left: list[Any] = []
+        if due:
+            planned, left = due_plan(planned)
+            hold_until_exit(planned)
         plan = planned.plan
         if plan_file:
             check_saved_plan(plan_file, plan)
         click.echo(render(plan, fmt, color=color), nl=False)
-        say = _sayer(fmt)
+        if left:
+            say(f"\nNot due: left for a normal apply ({len(left)}):")
+            for c in left:
+                say(f"  - {c.address.replace('.', ' ', 1)} {c.field}: {c.from_} -> {c.to}")
         if plan.errors:
             fail(f"the plan has {len(plan.errors)} error(s); nothing was applied")
         if not force and any(w.code == "threshold_exceeded" for w in plan.warnings):
@@ -121,7 +149,11 @@ def _run_apply(
                 "was applied. Review it and re-run with --force if it is intended"
             )
         if not plan.changes:
-            say("Nothing to apply: live matches the config.")
+            say(
+                "Nothing is due: no window boundary to carry out."
+                if due
+                else "Nothing to apply: live matches the config."
+            )
             return EXIT_OK
         if not auto_approve and not _confirm(plan, provider.target, say):
             return EXIT_ERROR

@@ -241,6 +241,37 @@ def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return config_options(func)
 
 
+AT_EXAMPLE = "2026-12-24T18:00:00Z"
+
+
+def parse_at(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """`--at TIME`: an ISO-8601 time with a timezone, as aware UTC."""
+    if value is None:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        if parsed.tzinfo is None:
+            raise ValueError("no timezone")
+        return parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise click.BadParameter(
+            f"expected an ISO-8601 time with timezone, e.g. --at {AT_EXAMPLE} (got {value!r})"
+        ) from None
+
+
+def at_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--at TIME: judge every time rule at TIME (live is still read now)."""
+    return click.option(
+        "--at",
+        metavar="TIME",
+        callback=parse_at,
+        help="Judge windows and ages at TIME (ISO-8601 with timezone) instead of now; live "
+        f"is still read now. E.g. --at {AT_EXAMPLE}.",
+    )(func)
+
+
 def use_color(no_color: bool) -> bool:
     return not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
 

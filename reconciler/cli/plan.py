@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
 from reconciler.cli.base import (
     EXIT_CHANGES,
     EXIT_ERROR,
     EXIT_OK,
+    at_option,
     hold_until_exit,
     main,
     plan_options,
@@ -20,6 +23,7 @@ from reconciler.cli.base import (
 
 @main.command()
 @plan_options
+@at_option
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Save the plan as JSON.")
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none."
@@ -33,6 +37,7 @@ def plan(
     out_file: str | None,
     detailed_exitcode: bool,
     shard: tuple[int, int] | None,
+    at: datetime | None,
 ) -> None:
     """Read live state and show what apply would change, and what keeps billing.
 
@@ -42,6 +47,7 @@ def plan(
       reconciler plan --account 1001                   # on-call: one account
       reconciler plan --format markdown > comment.md   # PR comment
       reconciler plan --out plan.json                  # save for `apply --plan`
+      reconciler plan --at 2026-12-24T18:00:00Z        # as it will be judged then
     """
     setup_logging(verbose)
 
@@ -50,7 +56,7 @@ def plan(
         from reconciler.render import render
         from reconciler.render.json import render_json
 
-        planned = hold_until_exit(make_plan(config_dir, accounts, shard=shard))
+        planned = hold_until_exit(make_plan(config_dir, accounts, shard=shard, at=at))
         planned.provider.close()
         result = planned.plan
         click.echo(render(result, fmt, color=use_color(no_color)), nl=False)
@@ -68,6 +74,7 @@ def plan(
 
 @main.command()
 @plan_options
+@at_option
 def drift(
     config_dir: str,
     verbose: int,
@@ -75,11 +82,13 @@ def drift(
     fmt: str,
     no_color: bool,
     shard: tuple[int, int] | None,
+    at: datetime | None,
 ) -> None:
     """Report where live state differs from the config (exit 2), for scheduled checks.
 
     \b
-    Exit codes: 0 in sync, 2 drift, 1 error.
+    Exit codes: 0 in sync, 2 drift, 1 error. A change due by a window boundary less than
+    policy.due_grace_minutes ago is "due (scheduled)", not drift.
     Example:
       reconciler drift --format markdown > drift.md || test $? -eq 2
     """
@@ -87,13 +96,13 @@ def drift(
 
     def body() -> int:
         from reconciler.engine import make_plan
-        from reconciler.render import render
+        from reconciler.render import drifted, render
 
-        planned = hold_until_exit(make_plan(config_dir, accounts, shard=shard))
+        planned = hold_until_exit(make_plan(config_dir, accounts, shard=shard, at=at))
         planned.provider.close()
         click.echo(render(planned.plan, fmt, mode="drift", color=use_color(no_color)), nl=False)
         if planned.plan.errors:
             return EXIT_ERROR
-        return EXIT_CHANGES if planned.plan.changes else EXIT_OK
+        return EXIT_CHANGES if drifted(planned.plan) else EXIT_OK
 
     run_guarded(body)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from reconciler.models import Plan
 
 FORMATS = ("text", "json", "markdown", "github")
+ACTIONS = ("stop", "allow", "pause", "resume")
 
 
 def render(plan: Plan, fmt: str, *, mode: str = "plan", color: bool = False) -> str:
@@ -43,13 +44,18 @@ def summary_line(plan: Plan, mode: str = "plan") -> str:
     """`Plan: 2 to stop, 1 to allow, 1 to pause, 0 to resume; 9 unchanged.`"""
     s = plan.summary
     if mode == "drift":
-        n = len(plan.changes)
+        drifted = [c for c in plan.changes if not c.due]
+        n, due = len(drifted), len(plan.changes) - len(drifted)
+        scheduled = f"; {due} due (scheduled), not drift" if due else ""
         if not n and not plan.errors:
-            return f"No drift: live matches the config ({s.unchanged} resources checked)."
+            return (
+                f"No drift: live matches the config ({s.unchanged} resources checked{scheduled})."
+            )
+        counts = {a: sum(1 for c in drifted if c.action == a) for a in ACTIONS}
         return (
             f"Drift: {n} difference{'s' if n != 1 else ''} between live and config "
-            f"({s.stop} would stop, {s.allow} allow, {s.pause} pause, {s.resume} resume); "
-            f"{s.unchanged} in sync."
+            f"({counts['stop']} would stop, {counts['allow']} allow, {counts['pause']} pause, "
+            f"{counts['resume']} resume); {s.unchanged} in sync{scheduled}."
         )
     if not plan.changes and not plan.errors:
         return f"No changes. Live matches the config ({s.unchanged} resources checked)."
@@ -90,6 +96,11 @@ def _resources(n: int) -> str:
     if n == 0:
         return "stopped resources"
     return f"{n} stopped resource{'s' if n != 1 else ''}"
+
+
+def drifted(plan: Plan) -> bool:
+    """Live differs from the config, apart from changes due by the schedule."""
+    return any(not c.due for c in plan.changes)
 
 
 def describe(change_address: str) -> str:

@@ -42,7 +42,7 @@ def render_github(plan: Plan, *, mode: str = "plan") -> str:
     for c in plan.changes:
         text = (
             f"{describe(c.address)}: {c.field} {c.from_} -> {c.to} ({c.action}"
-            f"{', window ended' if c.reason == 'window_ended' else ''})"
+            f"{', ' + c.reason.replace('_', ' ') if c.reason != 'config' else ''})"
         )
         lines.append(annotation("notice", text, c.source, f"reconciler {verb} {c.action}"))
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")

@@ -71,6 +71,7 @@ def render_markdown(plan: Plan, *, mode: str = "plan", limit: int = GITHUB_COMME
     _errors(plan, b)
     _changes(plan, b, mode)
     _charges(plan, b, mode)
+    _upcoming(plan, b)
     _warnings(plan, b)
     _unchanged(plan, b)
     if b.truncated:
@@ -122,7 +123,11 @@ def _changes(plan: Plan, b: _Budget, mode: str) -> None:
     b.add("| Action | Resource | Account | Change | Reason | Note | Source |")
     b.add("|---|---|---|---|---|---|---|")
     for c in plan.changes:
-        reason = "window ended" if c.reason == "window_ended" else "config"
+        reason = c.reason.replace("_", " ")
+        if c.due:
+            reason += ", due (scheduled)"
+        if c.window_from:
+            reason += f", from {c.window_from}"
         if c.until:
             reason += f", until {c.until}"
         change = f"{esc(c.field)}: {esc(c.from_)} → **{esc(c.to)}**"
@@ -151,6 +156,21 @@ def _charges(plan: Plan, b: _Budget, mode: str) -> None:
                 f"| {esc(describe(i.address))} {esc(i.name)} | {i.monthly_fee} {ch.currency} "
                 f"| {esc(i.why)} | {tag} |"
             )
+    b.add("")
+
+
+def _upcoming(plan: Plan, b: _Budget) -> None:
+    if not plan.upcoming:
+        return
+    b.add("#### Upcoming (30 days)")
+    b.add("| When (UTC) | Action | Resource | Change | Charges a month | Note |")
+    b.add("|---|---|---|---|---:|---|")
+    for e in plan.upcoming:
+        b.add(
+            f"| {e.at} | {e.action} | {esc(describe(e.address))} {esc(e.name)} "
+            f"| {esc(e.field)}: {esc(e.from_)} → {esc(e.to)} "
+            f"| {esc(e.monthly_charges_effect or 'unknown')} | {esc(e.note or '')} |"
+        )
     b.add("")
 
 

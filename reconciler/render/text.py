@@ -55,10 +55,16 @@ def _change_lines(c: Change, plan: Plan, mode: str, style: Callable[..., str]) -
         value = f"{c.field}: {c.from_} -> {style(c.to, fg=ACTION_COLORS[c.action])}"
     lines = [f"  {sym} {describe(c.address)}{who}  {value}"]
     detail = [c.action]
-    if c.reason == "window_ended":
-        detail.append("window ended")
+    at = plan.evaluated_at or plan.generated_at
+    if c.reason != "config":
+        detail.append(c.reason.replace("_", " "))
+    if c.due:
+        detail.append("due (scheduled)")
+    if c.window_from:
+        starts = _left(c.window_from, at)
+        detail.append(f"from {c.window_from}" + (f" (starts in {starts})" if starts else ""))
     if c.until:
-        left = _left(c.until, plan.generated_at)
+        left = _left(c.until, at)
         detail.append(f"until {c.until}" + (f" ({left} left)" if left else ""))
     if mode == "drift" and c.live_updated:
         detail.append(f"live changed {c.live_updated}")
