@@ -100,7 +100,7 @@ def upcoming(
                     name=name,
                     note=acc.note,
                     source=src,
-                    charges=None if fee is None else sign * fee,
+                    charges=None if fee is None else (sign * fee if fee else ZERO),
                 )
         by_number = {n.number: n for n in live_acc.numbers} if live_acc else {}
         for num in acc.numbers:
@@ -129,7 +129,7 @@ def upcoming(
                         name=name,
                         note=num.note,
                         source=f"{num.source.path}:{num.field_lines.get(fld, num.source.line)}",
-                        charges=None if cost is None else sign * cost,
+                        charges=None if cost is None else (sign * cost if cost else ZERO),
                     )
     return sorted(events, key=lambda e: (e.at, e.address, e.field))
 
@@ -190,20 +190,11 @@ def render_schedule(
 
 
 def markdown_lines(events: list[Event], currency: str, days: int) -> list[str]:
-    from reconciler.render.markdown import esc
+    from reconciler.models import UpcomingEvent
+    from reconciler.render.markdown import upcoming_table
 
-    lines = [
-        f"#### Upcoming ({days} days)",
-        "| When (UTC) | Action | Resource | Change | Charges | Note |",
-    ]
-    lines.append("|---|---|---|---|---|---|")
-    for e in events:
-        lines.append(
-            f"| {jsonable(e.at)} | {e.action} | {esc(e.address.replace('.', ' ', 1))} "
-            f"{esc(e.name)} | {esc(e.field)}: {esc(e.from_)} → {esc(e.to)} "
-            f"| {esc(effect_text(e, currency))} | {esc(e.note or '')} |"
-        )
-    return lines
+    rows = [UpcomingEvent.model_validate(e.to_dict()) for e in events]
+    return upcoming_table(rows, days) or [f"No window boundaries in the next {days} days."]
 
 
 def render_ics(events: list[Event], currency: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 
-from reconciler.models import Plan
+from reconciler.models import Plan, UpcomingEvent
 from reconciler.render import charges_lead, describe, headline, summary_line
 from reconciler.render.text import charge_rows
 
@@ -160,18 +160,26 @@ def _charges(plan: Plan, b: _Budget, mode: str) -> None:
 
 
 def _upcoming(plan: Plan, b: _Budget) -> None:
-    if not plan.upcoming:
-        return
-    b.add("#### Upcoming (30 days)")
-    b.add("| When (UTC) | Action | Resource | Change | Charges a month | Note |")
-    b.add("|---|---|---|---|---:|---|")
-    for e in plan.upcoming:
-        b.add(
+    for line in upcoming_table(plan.upcoming, 30):
+        b.add(line)
+
+
+def upcoming_table(events: list[UpcomingEvent], days: int) -> list[str]:
+    """The "Upcoming (N days)" table of window boundaries (none: no lines)."""
+    if not events:
+        return []
+    lines = [
+        f"#### Upcoming ({days} days)",
+        "| When (UTC) | Action | Resource | Change | Charges a month | Note |",
+        "|---|---|---|---|---:|---|",
+    ]
+    for e in events:
+        lines.append(
             f"| {e.at} | {e.action} | {esc(describe(e.address))} {esc(e.name)} "
             f"| {esc(e.field)}: {esc(e.from_)} → {esc(e.to)} "
             f"| {esc(e.monthly_charges_effect or 'unknown')} | {esc(e.note or '')} |"
         )
-    b.add("")
+    return [*lines, ""]
 
 
 def _warnings(plan: Plan, b: _Budget) -> None:
