@@ -71,6 +71,7 @@ EXPECTED_WRITES = {
     "plan.yml": {"pull-requests"},
     "drift.yml": {"issues"},
     "apply.yml": set(),
+    "schedule.yml": set(),
     "ci.yml": set(),
 }
 
@@ -118,6 +119,20 @@ def test_apply_is_serialised_and_never_cancelled():
     assert "workflow_dispatch" in wf[True]  # `on:` loads as True in YAML 1.1
 
 
+def test_the_schedule_applies_only_what_is_due_queued_with_apply():
+    wf = load(ROOT / ".github" / "workflows" / "schedule.yml")
+    apply_wf = load(ROOT / ".github" / "workflows" / "apply.yml")
+    assert wf["concurrency"] == apply_wf["concurrency"]  # one queue: never two applies at once
+    assert wf[True]["schedule"] == [{"cron": "*/15 * * * *"}] and "workflow_dispatch" in wf[True]
+    (job,) = wf["jobs"].values()
+    assert job["environment"] == "production"
+    step = next(s for s in job["steps"] if s.get("uses") == "./.github/actions/reconciler")
+    assert step["with"]["command"] == "apply"
+    assert step["with"]["args"].split() == ["--due", "--auto-approve"]
+    summary = next(s for s in job["steps"] if s.get("name") == "Schedule summary")
+    assert summary["if"] == "always()" and "GITHUB_STEP_SUMMARY" in summary["run"]
+
+
 def test_composite_action_interface():
     action = load(ACTION)
     assert action["runs"]["using"] == "composite"
@@ -128,7 +143,7 @@ def test_composite_action_interface():
 
 
 def test_workflows_use_the_composite_action_themselves():
-    for name in ("plan.yml", "apply.yml", "drift.yml"):
+    for name in ("plan.yml", "apply.yml", "drift.yml", "schedule.yml"):
         assert (
             "uses: ./.github/actions/reconciler" in (ROOT / ".github/workflows" / name).read_text()
         )
