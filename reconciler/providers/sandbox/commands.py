@@ -129,6 +129,85 @@ def generate(
     run_guarded(body)
 
 
+SETTABLE = {
+    "account": {"status": ("active", "paused", "stopped")},
+    "number": {"calls": ("allowed", "stopped"), "swapping": ("active", "paused")},
+}
+
+
+@sandbox.command("set")
+@_db_option
+@click.argument("address")
+@click.argument("assignments", nargs=-1, required=True, metavar="FIELD=VALUE...")
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="When the change happened, as the provider records it (ISO-8601 with timezone; "
+    "default now).",
+)
+def set_(db_path: Path, address: str, assignments: tuple[str, ...], at: str | None) -> None:
+    """Change live state behind the config's back, as a click in the provider's UI would
+    (drift demos and tests).
+
+    \b
+    Examples:
+      reconciler sandbox set --db .reconciler/sandbox.db number.+14105550101 calls=stopped
+      reconciler sandbox set --db .reconciler/sandbox.db account.1004 status=stopped
+    """
+
+    def body() -> int:
+        from reconciler.providers.sandbox.store import SandboxStore
+
+        kind, _, ident = address.partition(".")
+        fields = SETTABLE.get(kind)
+        if fields is None or not ident:
+            raise ReconcilerError(
+                f"{address!r}: write account.<id> or number.<E.164>, e.g. number.+14105550101"
+            )
+        wanted = dict(_assignment(a, fields) for a in assignments)
+        when = _iso_utc(at) if at else None
+        with SandboxStore(db_path) as store:
+            if kind == "account":
+                got = store.set_account_status(ident, wanted["status"], "direct", at=when)
+            else:
+                found = store.find_number(ident)
+                if found is None:
+                    raise ReconcilerError(f"{db_path}: no number {ident}")
+                body_ = {}
+                if "calls" in wanted:
+                    body_["active"] = wanted["calls"] == "allowed"
+                if "swapping" in wanted:
+                    body_["paused"] = wanted["swapping"] == "paused"
+                got = store.update_number(*found, **body_, via="direct", at=when)
+        click.echo(json.dumps(got, indent=2))
+        return EXIT_OK
+
+    run_guarded(body)
+
+
+def _assignment(text: str, fields: dict[str, tuple[str, ...]]) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or name not in fields or value not in fields[name]:
+        choices = "; ".join(f"{f}={'|'.join(v)}" for f, v in fields.items())
+        raise ReconcilerError(f"{text!r}: write FIELD=VALUE, one of {choices}")
+    return name, value
+
+
+def _iso_utc(text: str) -> str:
+    from datetime import datetime, timezone
+
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    except (ValueError, OverflowError):
+        raise ReconcilerError(
+            f"--at {text!r}: expected an ISO-8601 time with timezone, e.g. 2026-11-26T07:03:00Z"
+        ) from None
+
+
 @sandbox.command()
 @_db_option
 def show(db_path: Path) -> None:

@@ -470,15 +470,26 @@ class SandboxStore:
 
     # writes --------------------------------------------------------------------------
 
-    def set_account_status(self, account_id: str, status: str, via: str) -> dict[str, Any]:
-        """Set an account's status; return the Account after the write."""
+    def find_number(self, e164: str) -> tuple[str, str] | None:
+        """(account id, number id) of the number with this E.164, or None."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT account_id, id FROM numbers WHERE number = ?", (e164,)
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_account_status(
+        self, account_id: str, status: str, via: str, *, at: str | None = None
+    ) -> dict[str, Any]:
+        """Set an account's status; return the Account after the write (`at`: when it
+        happened, default now)."""
         _check_via(via)
         if status not in ACCOUNT_STATUSES:
             raise BadValue(f"status must be one of {', '.join(ACCOUNT_STATUSES)}")
         with self._write() as c:
             row = self._account_row(c, account_id)
             if row[3] != status:
-                now = utc_now()
+                now = at or utc_now()
                 c.execute(
                     "UPDATE accounts SET status = ?, updated = ? WHERE id = ?",
                     (status, now, account_id),
@@ -495,6 +506,7 @@ class SandboxStore:
         paused: bool | None = None,
         *,
         via: str,
+        at: str | None = None,
     ) -> dict[str, Any]:
         """Set a number's `active` and/or `paused`; return the Number after the write."""
         _check_via(via)
@@ -516,13 +528,17 @@ class SandboxStore:
                 if value is not None and bool(row[index]) != value
             ]
             if changes:
-                row = self._apply_number_changes(c, row, changes, via)
+                row = self._apply_number_changes(c, row, changes, via, at or utc_now())
         return number_to_wire(row)
 
     def _apply_number_changes(
-        self, c: sqlite3.Connection, row: Row, changes: list[tuple[str, bool, bool]], via: str
+        self,
+        c: sqlite3.Connection,
+        row: Row,
+        changes: list[tuple[str, bool, bool]],
+        via: str,
+        now: str,
     ) -> Row:
-        now = utc_now()
         for name, old, new in changes:
             extra = ", active_changed = :now" if name == "active" else ""
             c.execute(
