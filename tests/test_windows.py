@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from icalendar import Calendar
 from test_cli_e2e import audit, edit_account, plan_json, run
@@ -211,3 +212,54 @@ def test_the_pr_comment_lists_what_is_upcoming(project):
     assert "| 2027-12-24T17:00:00Z | stop | number +14435550114 Bayside Plumbing" in md
     _, md = run("plan", "--format", "markdown", "--at", "2026-12-01T09:00:00Z")
     assert "Upcoming" not in md
+
+
+# --- the API under the commands, without the CLI --------------------------------------------
+
+
+def test_upcoming_and_due_desired_as_functions():
+    from factories import NOW, dacc, dnum, lacc, lnum
+
+    from reconciler.due import due_desired
+    from reconciler.models import DesiredState, LiveState, Settings
+    from reconciler.schedule import upcoming
+
+    start, end = NOW + timedelta(days=1), NOW + timedelta(days=3)
+    desired = DesiredState(
+        "cfg",
+        Settings(),
+        None,
+        {
+            "1001": dacc(
+                [
+                    dnum("+14105550101", calls="stopped", start=start, until=end),
+                    dnum("+14105550102", calls="stopped"),
+                ],
+                status="paused",
+            )
+        },
+        "sha256:" + "0" * 64,
+    )
+    live = LiveState({"1001": lacc([lnum("+14105550101"), lnum("+14105550102")])})
+    events = upcoming(desired, live, NOW, days=2)
+    assert [(e.at, e.action, e.charges) for e in events] == [(start, "stop", Decimal("3.00"))]
+    due = due_desired(desired, live)
+    acc = due.accounts["1001"]
+    assert acc.status == "active"  # no window: as live
+    assert [(n.number, n.calls) for n in acc.numbers] == [
+        ("+14105550101", "stopped"),  # a window: as written
+        ("+14105550102", "allowed"),  # no window: as live
+    ]
+
+
+def test_sandbox_set_changes_live_and_refuses_nonsense(project):
+    run("plan")  # seed
+    db = str(project / ".reconciler" / "sandbox.db")
+    code, out = run("sandbox", "set", "--db", db, "number.+14435550113", "calls=stopped")
+    assert code == 0 and '"active": false' in out
+    code, out = run("sandbox", "set", "--db", db, "number.+14435550113", "calls=off")
+    assert code == 1 and "write FIELD=VALUE, one of calls=allowed|stopped" in out
+    code, out = run("sandbox", "set", "--db", db, "acount.1001", "status=stopped")
+    assert code == 1 and "write account.<id> or number.<E.164>" in out
+    code, out = run("drift", "--account", "1002", "--at", "2026-12-01T09:00:00Z")
+    assert code == 2 and "calls: live stopped, config allowed" in out
