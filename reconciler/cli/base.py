@@ -144,7 +144,7 @@ def run_guarded(body: Callable[[], int]) -> NoReturn:
     lazy={
         "sandbox": (
             "reconciler.providers.sandbox.commands:sandbox",
-            "The embedded sandbox provider: init, generate, show, serve.",
+            "The embedded sandbox provider: init, generate, show, set, serve.",
         )
     },
 )
