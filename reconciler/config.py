@@ -13,6 +13,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -457,6 +458,11 @@ def _window_message(key: str, etype: str, loc: Path_, value: Any, msg: str) -> s
         )
     if etype == "timezone_aware":
         return f"{key} needs a timezone: write e.g. {key}: {TIME_EXAMPLE} (Z = UTC)"
+    if isinstance(value, str) and re.search(r"T\d\d:\d\d:60", value):
+        return (
+            f"{key}: a leap second (:60) cannot be represented; write the second before "
+            f"(:59) or the next minute, e.g. {key}: {value.replace(':60', ':59', 1)}"
+        )
     return (
         f"{key} must be an ISO-8601 time with timezone, e.g. {key}: {TIME_EXAMPLE} "
         f"(got {_show(value)})"

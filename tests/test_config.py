@@ -246,6 +246,16 @@ BAD_CASES = [
         "from is outside the times UTC can represent",
     ),
     (
+        "until-leap-second",
+        {
+            "accounts/a.yaml": "account:\n  id: 1\n  status: stopped\n"
+            "  until: '2026-12-31T23:59:60Z'\n"
+        },
+        "accounts/a.yaml",
+        4,
+        "until: a leap second (:60) cannot be represented; write the second before (:59)",
+    ),
+    (
         "from-without-timezone",
         {"accounts/a.yaml": "account:\n  id: 1\n  status: paused\n  from: 2027-01-01T00:00:00\n"},
         "accounts/a.yaml",
