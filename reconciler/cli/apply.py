@@ -225,10 +225,16 @@ def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -
     return report
 
 
+def neutral(text: str) -> str:
+    from reconciler.render.safe import neutral as escape
+
+    return escape(text)
+
+
 def _action_line(r: ActionResult) -> str:
     c = r.change
     what = f"{c.action} {c.address.replace('.', ' ', 1)} {c.field}: {c.from_} -> {c.to}"
-    tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {r.error}"
+    tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {neutral(r.error or '')}"
     return f"  {r.outcome:<7} {what}{tail}"
 
 
@@ -247,11 +253,11 @@ def _summary(report: ApplyReport, say: Callable[[str], None]) -> None:
     ver = report.verification
     if ver is not None:
         if ver.error:
-            say(f"Verification failed: {ver.error}")
+            say(f"Verification failed: {neutral(ver.error)}")
         else:
             say(f"Verified: {ver.matched}/{ver.checked} planned fields match live state.")
             for m in ver.mismatches:
-                say(f"  mismatch {m['message']}")
+                say(f"  mismatch {neutral(m['message'])}")
     after = ver.charges_after if ver is not None else None
     if after is not None:
         say(

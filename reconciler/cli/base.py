@@ -86,8 +86,11 @@ def _tune_interpreter() -> None:
 
 
 def fail(message: str) -> NoReturn:
-    """Print one error message to stderr and exit 1."""
-    click.echo(f"Error: {message}", err=True)
+    """Print one error message to stderr and exit 1 (control characters escaped: messages
+    may carry provider text)."""
+    from reconciler.render.safe import neutral
+
+    click.echo(f"Error: {neutral(message)}", err=True)
     sys.exit(EXIT_ERROR)
 
 

@@ -12,11 +12,14 @@ ACTIONS = ("stop", "allow", "pause", "resume")
 
 
 def render(plan: Plan, fmt: str, *, mode: str = "plan", color: bool = False) -> str:
-    """The plan in one of FORMATS."""
+    """The plan in one of FORMATS (every format but JSON with provider text neutralised)."""
     if fmt == "json":
         from reconciler.render.json import render_json
 
-        return render_json(plan)
+        return render_json(plan)  # JSON escapes control characters itself
+    from reconciler.render.safe import neutral_plan
+
+    plan = neutral_plan(plan)
     if fmt == "markdown":
         from reconciler.render.markdown import render_markdown
 

@@ -1,0 +1,56 @@
+"""Neutralised text: provider and config strings never reach a terminal or a GitHub
+workflow log raw.
+
+Control characters (C0, DEL, C1), line and paragraph separators and bidirectional
+overrides are shown as escapes (`\\x1b`, `\\u202e`): an account name cannot retitle a
+terminal, ring its bell, or start a new line with `::error` in `--format github`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from reconciler.models import Plan
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def neutral(text: str) -> str:
+    """`text` with every control character shown as an escape; one line, always."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def _walk(value: Any) -> Any:
+    if isinstance(value, str):
+        return neutral(value)
+    if isinstance(value, list):
+        return [_walk(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _walk(v) for k, v in value.items()}
+    return value
+
+
+def _strings(value: Any) -> Any:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+
+
+def neutral_plan(plan: Plan) -> Plan:
+    """`plan` with every string neutralised (for text, Markdown, GitHub); the plan itself
+    when nothing needs it (the common case: no copy)."""
+    data = plan.model_dump(by_alias=True)
+    if not any(_UNSAFE.search(s) for s in _strings(data)):
+        return plan
+    return Plan.model_validate(_walk(data))
