@@ -9,6 +9,7 @@ response returns.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -18,6 +19,27 @@ from reconciler.errors import ProviderError
 from reconciler.models import LiveAccount, LiveNumber
 
 MAX_PER_PAGE = 150
+MAX_ID_LENGTH = 200
+_BAD_ID = re.compile(r"[\x00-\x1f\x7f/\\?#%]")
+
+
+def check_id(value: Any, what: str) -> str:
+    """A provider id as text, safe to use as one URL path segment: not empty, not `.` or
+    `..`, no slash, backslash, `?`, `#`, `%` or control character, at most 200 characters.
+    Anything else is a malformed response: a write can only reach the route it was built
+    for."""
+    if type(value) is str:
+        if value.isalnum() and len(value) <= MAX_ID_LENGTH:
+            return value  # the common case, checked in C: 100,000 numbers a fleet read
+        text = value
+    elif type(value) is int:
+        return str(value)
+    else:
+        raise ProviderError(f"malformed response: {what} id is not a string or integer")
+    if text in ("", ".", "..") or len(text) > MAX_ID_LENGTH or _BAD_ID.search(text):
+        raise ProviderError(f"malformed response: unusable {what} id {text[:40]!r}")
+    return text
+
 
 # --- writes ---------------------------------------------------------------------------
 
@@ -89,7 +111,7 @@ def account_from_wire(data: Any) -> LiveAccount:
         if status not in ("active", "paused", "stopped"):
             raise ProviderError(f"malformed response: account status {str(status)[:20]!r}")
         return LiveAccount(
-            id=str(data["id"]),
+            id=check_id(data["id"], "account"),
             name=str(data.get("name") or ""),
             status=status,
             monthly_fee=parse_money(data.get("monthly_fee")),
@@ -120,7 +142,9 @@ def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
         # Positional, in LiveNumber's field order: a fleet read makes 100,000 of these, and
         # keyword arguments make the dataclass's __init__ ~60% slower.
         return LiveNumber(
-            str(data["id"]),  # id
+            nid
+            if type(nid := data["id"]) is str and nid.isalnum() and len(nid) <= MAX_ID_LENGTH
+            else check_id(nid, "number"),  # id
             str(owner or account_id or ""),  # account_id
             str(data["number"]),  # number
             "allowed" if active else "stopped",  # calls

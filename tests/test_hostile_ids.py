@@ -1,0 +1,38 @@
+"""Ids from the provider are validated before use (issue 13, case 5): a number id such as
+`..` could make a write reach another route (`POST …/accounts/1001/update_number`). Through
+the real CLI against `sandbox serve` behind the tampering proxy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_cli_e2e import audit
+from test_effects import through_proxy
+
+
+@pytest.mark.parametrize("bad", ["..", ".", "", "a/b", "x?y", "1%2F2", "a\x00b", "x" * 201])
+def test_an_unusable_number_id_is_one_line_and_nothing_is_written(project, monkeypatch, bad):
+    def rename(method: str, path: str, data: Any) -> Any:
+        if path.endswith("/accounts/1001/numbers"):
+            for n in data["numbers"]:
+                if n["number"] == "+14105550102":
+                    n["id"] = bad
+        return data
+
+    code, out = through_proxy(project, monkeypatch, rename, "apply", "--auto-approve")
+    assert code == 1
+    assert "malformed response: unusable number id" in out
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
+    assert audit(project) == []
+
+
+def test_an_unusable_account_id_is_refused(project, monkeypatch):
+    def rename(method: str, path: str, data: Any) -> Any:
+        if path.endswith("/accounts/1002"):
+            return dict(data, id=True)
+        return data
+
+    code, out = through_proxy(project, monkeypatch, rename, "plan", "--account", "1002")
+    assert code == 1 and len(out.strip().splitlines()) == 1
+    assert "the provider answered for another account" in out
