@@ -36,3 +36,27 @@ def test_an_unusable_account_id_is_refused(project, monkeypatch):
     code, out = through_proxy(project, monkeypatch, rename, "plan", "--account", "1002")
     assert code == 1 and len(out.strip().splitlines()) == 1
     assert "the provider answered for another account" in out
+
+
+def test_a_200_error_answer_to_a_write_keeps_its_reason(project, monkeypatch):
+    def refuse(method: str, path: str, data: Any) -> Any:
+        if method == "POST" and "TPN1001B" in path:
+            return {"status": "error", "reason": "number is locked by billing"}
+        return data
+
+    code, out = through_proxy(project, monkeypatch, refuse, "apply", "--auto-approve")
+    assert code == 1
+    assert "the provider refused the write: number is locked by billing" in out
+
+
+def test_an_empty_key_variable_is_called_empty(project, monkeypatch):
+    from test_cli_e2e import run
+
+    run("plan")
+    (project / "config" / "reconciler.yaml").write_text(
+        "provider:\n  type: ctm\n  base_url: http://127.0.0.1:9/api/v1\n"
+    )
+    monkeypatch.setenv("CTM_ACCESS_KEY", "ak")
+    monkeypatch.setenv("CTM_SECRET_KEY", "")
+    code, out = run("plan")
+    assert code == 1 and "environment variable CTM_SECRET_KEY is empty" in out

@@ -391,10 +391,11 @@ class CtmProvider(Provider):
         values = []
         pairs = (("access key", settings.access_key_env), ("secret key", settings.secret_key_env))
         for what, var in pairs:
-            value = environ.get(var, "")
+            value = environ.get(var)
             if not value:
+                state = "is not set" if value is None else "is empty"
                 raise ProviderAuthError(
-                    f"ctm: environment variable {var} is not set (it must hold the {what})"
+                    f"ctm: environment variable {var} {state} (it must hold the {what})"
                 )
             values.append(value)
         return values[0], values[1]
@@ -732,6 +733,10 @@ class CtmProvider(Provider):
 
     def _written(self, path: str, data: Any, key: str) -> Any:
         """The object of a write's `{"status": "success", key: {...}}` response."""
+        if isinstance(data, dict) and data.get("status") == "error":
+            reason = data.get("reason")
+            said = self._redact(_one_line(reason)) if isinstance(reason, str) else "no reason given"
+            raise ProviderError(f"ctm: POST {path}: the provider refused the write: {said}")
         if not isinstance(data, dict) or data.get("status") != "success" or key not in data:
             shape = sorted(data)[:5] if isinstance(data, dict) else type(data).__name__
             raise ProviderError(
