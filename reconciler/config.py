@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
@@ -504,26 +505,30 @@ def _desired_account(model: AccountFile, loaded: LoadedYaml) -> DesiredAccount:
                 account_id=account_id,
                 calls=n.calls,
                 swapping=n.swapping,
-                until=n.until,
+                until=_utc(n.until),
                 note=n.note,
                 protected=n.protected,
                 source=Source(path, lines.get("number", 0)),
                 field_lines=lines,
-                start=n.from_,
+                start=_utc(n.from_),
             )
         )
     return DesiredAccount(
         id=account_id,
         name=acc.name,
         status=acc.status,
-        until=acc.until,
+        until=_utc(acc.until),
         note=acc.note,
         protected=acc.protected,
         source=Source(path, loaded.where(("account", "id"))[0]),
         numbers=tuple(numbers),
         field_lines=loaded.key_lines(("account",)),
-        start=acc.from_,
+        start=_utc(acc.from_),
     )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(timezone.utc) if value is not None else None  # checked: in_utc
 
 
 def _check_unique(

@@ -44,3 +44,21 @@ def test_drift_and_apply_lines_are_neutral(hostile):
     code, out = run("apply", "--auto-approve")
     assert code == 0
     assert_neutral(out)
+
+
+@pytest.mark.parametrize(
+    "char", ["\x00", "\x07", "\x1b", "\n", "\r", "\x7f", "\x85", "\u2028", "\u202e", "\u2066"]
+)
+def test_every_unsafe_character_is_found_and_escaped(char):
+    from factories import dacc, lacc, plan_of
+
+    from reconciler.render import render
+
+    plan = plan_of([dacc(status="stopped")], [lacc(name=f"Acme{char}Dental")])
+    for fmt in ("text", "markdown", "github"):
+        out = render(plan, fmt)
+        code = ord(char)
+        shown = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+        assert f"Acme{shown}Dental" in out
+        if char != "\n":  # output lines end in newlines of their own
+            assert char not in out

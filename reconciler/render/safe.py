@@ -16,7 +16,16 @@ from reconciler.models import Plan
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-_IN_JSON = re.compile(r"\\[nrtbf]|\\u00|[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_C0_IN_JSON = re.compile(r"\\[nrtbf]|\\u00")  # how JSON writes C0 controls
+_HIGH = re.compile("[\x80-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _unsafe_json(text: str) -> bool:
+    """Whether a JSON text may hold an unsafe character; str methods first (memchr speed:
+    a fleet plan's JSON is megabytes)."""
+    if "\\" in text and _C0_IN_JSON.search(text):
+        return True
+    return "\x7f" in text or (not text.isascii() and _HIGH.search(text) is not None)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -45,6 +54,6 @@ def neutral_plan(plan: Plan) -> Plan:
     # The check runs on pydantic's JSON (built in Rust: a fleet plan lists thousands of
     # charge items), where C0 controls appear as JSON escapes; a false alarm (a literal
     # backslash-n in a note) only costs the slow path, never a missed character.
-    if not _IN_JSON.search(plan.model_dump_json()):
+    if not _unsafe_json(plan.model_dump_json()):
         return plan
     return Plan.model_validate(_walk(plan.model_dump(by_alias=True)))
