@@ -60,3 +60,28 @@ def test_an_empty_key_variable_is_called_empty(project, monkeypatch):
     monkeypatch.setenv("CTM_SECRET_KEY", "")
     code, out = run("plan")
     assert code == 1 and "environment variable CTM_SECRET_KEY is empty" in out
+
+
+@pytest.mark.parametrize("fee", ["NaN", "-3.00", "Infinity", "1e999999"])
+def test_a_fee_that_is_not_money_is_one_line(project, monkeypatch, fee):
+    def bad_fee(method: str, path: str, data: Any) -> Any:
+        if path.endswith("/accounts/1002/numbers"):
+            data["numbers"][0]["stats"]["renewal_costs"] = fee
+        return data
+
+    code, out = through_proxy(project, monkeypatch, bad_fee, "plan", "--account", "1002")
+    assert code == 1 and "malformed response: bad amount" in out
+    assert len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "flags", [["--latency-ms", "nan"], ["--latency-ms", "inf"], ["--rate-limit", "nan"]]
+)
+def test_fault_flags_must_be_finite(project, monkeypatch, flags):
+    from test_cli_e2e import run
+
+    run("plan")
+    monkeypatch.setenv("RECONCILER_SANDBOX_ACCESS_KEY", "ak")
+    monkeypatch.setenv("RECONCILER_SANDBOX_SECRET_KEY", "sk-long-enough")
+    code, out = run("sandbox", "serve", "--db", ".reconciler/sandbox.db", "--port", "0", *flags)
+    assert code == 1 and "must be" in out and "Traceback" not in out

@@ -101,7 +101,10 @@ _CENT = Decimal("0.01")
 # immutable, so sharing one object between numbers is safe.
 @functools.lru_cache(maxsize=1024)
 def _money(text: str) -> Decimal:
-    return Decimal(text).quantize(_CENT)
+    amount = Decimal(text)
+    if not amount.is_finite() or amount < 0:  # NaN, Infinity, a negative fee: not money
+        raise ValueError(text)
+    return amount.quantize(_CENT)
 
 
 def account_from_wire(data: Any) -> LiveAccount:

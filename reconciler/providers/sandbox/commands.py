@@ -320,13 +320,15 @@ def _check_faults(
 ) -> None:
     if not 0 <= port <= 65535:
         raise SandboxUsageError(f"--port must be between 0 and 65535, not {port}")
-    if latency_ms < 0:
-        raise SandboxUsageError("--latency-ms must be >= 0")
+    import math
+
+    if not (math.isfinite(latency_ms) and 0 <= latency_ms <= 600_000):
+        raise SandboxUsageError(f"--latency-ms must be between 0 and 600000, not {latency_ms}")
     for flag, rate in (("--error-rate", error_rate), ("--drop-rate", drop_rate)):
-        if not 0 <= rate <= 1:
+        if not 0 <= rate <= 1:  # False for NaN too
             raise SandboxUsageError(f"{flag} must be between 0 and 1 (a share), not {rate}")
-    if rate_limit is not None and rate_limit <= 0:
-        raise SandboxUsageError("--rate-limit must be > 0 requests per second")
+    if rate_limit is not None and not (math.isfinite(rate_limit) and rate_limit > 0):
+        raise SandboxUsageError(f"--rate-limit must be > 0 requests per second, not {rate_limit}")
 
 
 def _serve(
