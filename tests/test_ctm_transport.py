@@ -170,7 +170,8 @@ def test_a_missing_key_names_the_variable(var: str, value: str | None) -> None:
     env = {k: v for k, v in ENV.items() if k != var}
     if value is not None:
         env[var] = value
-    with pytest.raises(ProviderAuthError, match=f"environment variable {var} is not set") as err:
+    state = "is not set" if value is None else "is empty"
+    with pytest.raises(ProviderAuthError, match=f"environment variable {var} {state}") as err:
         CtmProvider(settings("http://127.0.0.1:9/api/v1"), env)
     assert_no_secret(str(err.value))
 
@@ -359,7 +360,8 @@ def test_a_bad_numbers_page_is_the_same_error_with_or_without_prefetch(
     [
         ({"status": "success", "number": {**NUMBER, "active": True}}, "with calls allowed"),
         ({"status": "success", "number": {**NUMBER, "id": "TPN9", "active": False}}, "TPN9"),
-        ({"status": "error", "number": {**NUMBER, "active": False}}, "expected"),
+        ({"status": "error", "number": {**NUMBER, "active": False}}, "refused the write"),
+        ({"status": "error", "reason": "locked"}, "the provider refused the write: locked"),
         ({"status": "success"}, 'expected {"status": "success", "number": ...}'),
         ([], "got list"),
         ({"status": "success", "number": {"id": "TPN1"}}, "malformed response"),
