@@ -8,12 +8,14 @@ as one ConfigError, so a user fixes them in one pass.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import itertools
 import logging
 import multiprocessing
 import os
 import re
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -118,6 +120,15 @@ def _load_settings(
 ) -> tuple[Settings, str | None, list[tuple[str, bytes]]]:
     for name in SETTINGS_NAMES:
         path = os.path.join(config_dir, name)
+        problem = _not_a_file(path)
+        if problem == "missing":
+            continue
+        if problem:
+            # never silently fall back to defaults (the sandbox) for a broken settings file
+            issues.append(
+                ConfigIssue(path, 0, 0, f"{problem}; the settings file must be a regular file")
+            )
+            return Settings(), path, []
         if os.path.isfile(path):
             loaded = _parse(path, issues)
             if loaded is None:
@@ -129,18 +140,48 @@ def _load_settings(
     return Settings(), None, []
 
 
+def _not_a_file(path: str) -> str | None:
+    """Why `path` is not a readable regular file ("missing" when nothing is there)."""
+    if not os.path.lexists(path):
+        return "missing"
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):
+            reason = "a symlink loop" if exc.errno == errno.ELOOP else "a dangling symlink"
+            return f"{reason} (-> {os.readlink(path)})"
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return None
+
+
 def _account_files(config_dir: str, issues: list[ConfigIssue]) -> list[str]:
     accounts_dir = os.path.join(config_dir, "accounts")
     names: list[str] = []
+    candidates: list[str] = []
     if os.path.isdir(accounts_dir):
-        names = sorted(
+        candidates = sorted(
             n
             for n in os.listdir(accounts_dir)
-            if n.endswith((".yaml", ".yml"))
-            and not n.startswith(".")
-            and os.path.isfile(os.path.join(accounts_dir, n))
+            if n.endswith((".yaml", ".yml")) and not n.startswith(".")
         )
-    if not names:
+        for n in candidates:
+            problem = _not_a_file(os.path.join(accounts_dir, n))
+            if problem:  # never skipped: its account's planned changes would vanish
+                issues.append(
+                    ConfigIssue(
+                        os.path.join(accounts_dir, n),
+                        0,
+                        0,
+                        f"{problem}; an account file must be a regular file (or a link to one)",
+                    )
+                )
+            else:
+                names.append(n)
+    if not candidates:
         issues.append(
             ConfigIssue(
                 accounts_dir,

@@ -662,3 +662,42 @@ def test_example_files_carry_the_schema_modeline():
         .read_text()
         .startswith("# yaml-language-server: $schema=../schemas/settings.schema.json\n")
     )
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop", "directory"])
+def test_an_account_file_that_is_not_a_file_is_an_error_not_skipped(tmp_path, kind):
+    cfg = tmp_path / "cfg"
+    (cfg / "accounts").mkdir(parents=True)
+    (cfg / "accounts" / "a.yaml").write_text("account:\n  id: 1\n")
+    bad = cfg / "accounts" / "b.yaml"
+    if kind == "dangling":
+        bad.symlink_to(tmp_path / "gone.yaml")
+    elif kind == "loop":
+        bad.symlink_to(bad)
+    else:
+        bad.mkdir()
+    result = CliRunner().invoke(main, ["validate", "--config", str(cfg)])
+    assert result.exit_code == 1
+    expected = {
+        "dangling": "a dangling symlink",
+        "loop": "a symlink loop",
+        "directory": "a directory, not a file",
+    }[kind]
+    assert f"{bad}: {expected}" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("kind", ["dangling", "directory"])
+def test_a_settings_file_that_is_not_a_file_never_falls_back_to_defaults(tmp_path, kind):
+    cfg = tmp_path / "cfg"
+    (cfg / "accounts").mkdir(parents=True)
+    (cfg / "accounts" / "a.yaml").write_text("account:\n  id: 1\n")
+    settings = cfg / "reconciler.yaml"
+    if kind == "dangling":
+        settings.symlink_to(tmp_path / "elsewhere.yaml")
+    else:
+        settings.mkdir()
+    result = CliRunner().invoke(main, ["plan", "--config", str(cfg)])
+    assert result.exit_code == 1
+    assert "the settings file must be a regular file" in result.output
+    assert not (tmp_path / ".reconciler").exists()  # no sandbox seeded from defaults
