@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from reconciler.errors import ReconcilerError
 from reconciler.models import Plan
 from reconciler.render import describe
 from reconciler.render.markdown import render_markdown
@@ -47,6 +48,12 @@ def render_github(plan: Plan, *, mode: str = "plan") -> str:
         lines.append(annotation("notice", text, c.source, f"reconciler {verb} {c.action}"))
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_path:
-        with open(summary_path, "a", encoding="utf-8") as fh:
-            fh.write(render_markdown(plan, mode=mode) + "\n")
+        try:
+            with open(summary_path, "a", encoding="utf-8") as fh:
+                fh.write(render_markdown(plan, mode=mode) + "\n")
+        except OSError as exc:
+            raise ReconcilerError(
+                f"GITHUB_STEP_SUMMARY {summary_path}: cannot append the job summary "
+                f"({exc.strerror or exc})"
+            ) from None
     return "\n".join(lines) + ("\n" if lines else "") + render_text(plan, mode=mode, color=False)
