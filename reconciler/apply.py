@@ -396,11 +396,18 @@ def check_saved_plan(plan_file: str, fresh: Plan) -> None:
     try:
         with open(plan_file, encoding="utf-8") as fh:
             saved = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise ReconcilerError(f"{plan_file}: cannot read a saved plan ({exc})") from None
-    if not isinstance(saved, dict) or saved.get("format_version") != 1 or "checksum" not in saved:
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise ReconcilerError(f"{plan_file}: cannot read a saved plan ({reason})") from None
+    if (
+        not isinstance(saved, dict)
+        or saved.get("format_version") != 1
+        or not isinstance(saved.get("checksum"), str)
+        or not isinstance(saved.get("provider"), dict)
+        or not isinstance(saved.get("changes", []), list)
+    ):
         raise ReconcilerError(f"{plan_file}: not a reconciler plan (format_version 1)")
-    target = (saved.get("provider") or {}).get("target")
+    target = saved["provider"].get("target")
     if target != fresh.provider.target:
         raise ReconcilerError(
             f"plan is stale: {plan_file} was made for {target}, this apply targets "

@@ -115,6 +115,13 @@ def test_check_saved_plan_refuses_garbage(tmp_path):
         ("{", "cannot read a saved plan"),
         ("[]", "not a reconciler plan"),
         ('{"format_version": 2, "checksum": "x"}', "not a reconciler plan"),
+        ("[" * 200_000, "cannot read a saved plan \\(nested too deeply\\)"),
+        ('{"format_version": 1, "checksum": 3, "provider": {}}', "not a reconciler plan"),
+        ('{"format_version": 1, "checksum": "x", "provider": []}', "not a reconciler plan"),
+        (
+            '{"format_version": 1, "checksum": "x", "provider": {}, "changes": {}}',
+            "not a reconciler plan",
+        ),
     ]:
         bad.write_text(content)
         with pytest.raises(ReconcilerError, match=message):

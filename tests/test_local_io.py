@@ -38,3 +38,15 @@ def test_no_temporary_file_is_left_behind(project):
     code, _ = run("plan", "--out", "p.json")
     assert code == 0 and json.loads((project / "p.json").read_text())["format_version"] == 1
     assert not list(project.glob(".reconciler-*.tmp"))
+
+
+def test_a_hostile_saved_plan_is_one_line_and_applies_nothing(project):
+    for name, content in [
+        ("deep.json", "[" * 200_000),
+        ("types.json", '{"format_version": 1, "checksum": "x", "provider": [1]}'),
+    ]:
+        (project / name).write_text(content)
+        code, out = run("apply", "--plan", name, "--auto-approve")
+        assert code == 1 and "Traceback" not in out
+        assert out.strip().splitlines()[-1].startswith(f"Error: {name}: ")
+    assert audit(project) == []
