@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pydantic
 import pytest
@@ -180,7 +181,7 @@ def test_custom_variable_names_are_used() -> None:
     cfg = settings("http://127.0.0.1:9/api/v1", access_key_env="A1", secret_key_env="S1")
     with pytest.raises(ProviderAuthError, match="S1 is not set"):
         CtmProvider(cfg, {"A1": "x"})
-    CtmProvider(cfg, {"A1": "x", "S1": "y"}).close()
+    CtmProvider(cfg, {"A1": "x", "S1": "y-long-enough"}).close()
 
 
 # --- redirects never carry credentials --------------------------------------------------
@@ -609,3 +610,35 @@ def test_token_bucket_burst_and_defer() -> None:
     before = time.monotonic()
     bucket.acquire()
     assert time.monotonic() - before >= 0.29
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        SECRET,
+        SECRET.lower(),
+        SECRET.upper(),
+        SECRET[:8],  # a cut copy
+        SECRET[:11] + "…",
+        quote(SECRET, safe=""),
+        base64.b64encode(SECRET.encode()).decode(),
+        TOKEN,
+    ],
+    ids=["exact", "lower", "upper", "prefix8", "prefix11", "percent", "base64", "basic"],
+)
+def test_a_server_echoing_any_form_of_the_secret_never_leaks_it(echo: str) -> None:
+    with (
+        client(_error(400, f"bad key {echo} given")) as (provider, _),
+        pytest.raises(ProviderError) as err,
+    ):
+        provider.read(["1"])
+    text = str(err.value)
+    assert "bad key *** given" in text or "bad key ***… given" in text, text
+    assert echo not in text
+
+
+def test_a_secret_key_too_short_to_be_real_is_refused() -> None:
+    env = dict(ENV, CTM_SECRET_KEY="short")
+    with pytest.raises(ProviderAuthError, match="too short to be a real key") as err:
+        CtmProvider(settings("http://127.0.0.1:9/api/v1"), env)
+    assert "short" not in str(err.value).replace("too short", "")

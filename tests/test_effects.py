@@ -207,14 +207,14 @@ def http_config(project: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> Non
         f"provider:\n  type: ctm\n  base_url: {url}\n  requests_per_second: 500\n"
     )
     monkeypatch.setenv("CTM_ACCESS_KEY", "ak")
-    monkeypatch.setenv("CTM_SECRET_KEY", "sk")
+    monkeypatch.setenv("CTM_SECRET_KEY", "sk-effects-0123")
 
 
 def through_proxy(project: Path, monkeypatch: pytest.MonkeyPatch, tamper: Any, *args: str):
     """Run the CLI against `sandbox serve` behind the tampering proxy."""
     run("plan")  # seed the database from the example fleet
     with (
-        start_server(live_db(project), access_key="ak", secret_key="sk") as server,
+        start_server(live_db(project), access_key="ak", secret_key="sk-effects-0123") as server,
         tamper_proxy(server.url, tamper) as url,
     ):
         http_config(project, url, monkeypatch)

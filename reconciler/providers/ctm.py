@@ -273,6 +273,29 @@ def check_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
+MIN_SECRET_LENGTH = 8
+
+
+def secret_pattern(access: str, secret: str) -> re.Pattern[str]:
+    """What redaction removes: the secret key in any case, percent-encoded or base64
+    (alone or as the Basic credentials), and any prefix of 8 or more characters of those
+    (a server that echoes a cut copy). The access key is an identifier, not a secret."""
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        base64.b64encode(secret.encode()).decode("ascii"),
+        base64.b64encode(f"{access}:{secret}".encode()).decode("ascii"),
+    }
+    alternatives = []
+    for form in sorted(forms, key=len, reverse=True):
+        head, tail = form[:MIN_SECRET_LENGTH], form[MIN_SECRET_LENGTH:]
+        rest = ""
+        for char in reversed(tail):  # head, then as much of the rest as is there
+            rest = f"(?:{re.escape(char)}{rest})?"
+        alternatives.append(re.escape(head) + rest)
+    return re.compile("|".join(alternatives), re.IGNORECASE)
+
+
 def _seg(value: str) -> str:
     """An id as one URL path segment ("../x" cannot escape its place)."""
     return quote(str(value), safe="")
@@ -337,7 +360,7 @@ class CtmProvider(Provider):
         self._key_vars = (settings.access_key_env, settings.secret_key_env)
         access, secret = self._credentials(settings, {} if environ is None else environ)
         token = base64.b64encode(f"{access}:{secret}".encode()).decode("ascii")
-        self._secrets = [s for s in (secret, token, f"{access}:{secret}") if len(s) >= 4]
+        self._redactor = secret_pattern(access, secret)
         self.concurrency = settings.concurrency
         self.timeout = settings.timeout_seconds
         rps = settings.requests_per_second
@@ -396,6 +419,11 @@ class CtmProvider(Provider):
                 state = "is not set" if value is None else "is empty"
                 raise ProviderAuthError(
                     f"ctm: environment variable {var} {state} (it must hold the {what})"
+                )
+            if what == "secret key" and len(value) < MIN_SECRET_LENGTH:
+                raise ProviderAuthError(
+                    f"ctm: the secret key in {var} is too short to be a real key "
+                    f"(under {MIN_SECRET_LENGTH} characters)"
                 )
             values.append(value)
         return values[0], values[1]
@@ -871,6 +899,5 @@ class CtmProvider(Provider):
         return ProviderTransientError(f"ctm: {method} {path}: {text} ({tries})")
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+        text = self._redactor.sub("***", text)
         return re.sub(r"(?i)(basic\s+)[A-Za-z0-9+/=]{6,}", r"\1***", text)
