@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from reconciler.models import Change, DesiredAccount, DesiredState, LiveState, Plan
+from reconciler.models import (
+    Change,
+    DesiredAccount,
+    DesiredNumber,
+    DesiredState,
+    LiveState,
+    Plan,
+)
 
 
-def is_timed(entry: DesiredAccount | object) -> bool:
+def is_timed(entry: DesiredAccount | DesiredNumber) -> bool:
     """An entry with a window: its desired value depends on the time."""
-    return getattr(entry, "start", None) is not None or getattr(entry, "until", None) is not None
+    return entry.start is not None or entry.until is not None
 
 
 def due_desired(desired: DesiredState, live: LiveState) -> DesiredState:

@@ -296,6 +296,10 @@ class Source:
     def __str__(self) -> str:
         return f"{self.path}:{self.line}"
 
+    def at(self, lines: dict[str, int], key: str) -> str:
+        """`file:line` of `key` when it is written (`lines`: key -> line), else of the entry."""
+        return f"{self.path}:{lines.get(key, self.line)}"
+
 
 @dataclass(slots=True)  # not frozen: frozen __init__ is 3x slower at 100,000 numbers
 class DesiredNumber:

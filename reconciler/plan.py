@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from reconciler.charges import compute_charges, money, number_fee
+from reconciler.effects import account_guards, duplicate_live_numbers, plan_threshold
 from reconciler.models import (
     AccountSummary,
     Change,
@@ -28,14 +29,11 @@ from reconciler.models import (
     Plan,
     ProviderInfo,
     Settings,
-    Source,
     Summary,
     jsonable,
 )
+from reconciler.windows import effective, schedule_missed, window_warning
 
-THRESHOLD_MIN_NUMBERS = 10  # rule 1: accounts with at least this many live numbers
-THRESHOLD_MIN_ACCOUNTS = 10  # rule 2: plans with at least this many accounts in scope
-PLAN_ADDRESS = "plan"  # findings about the plan as a whole
 UNMANAGED_LISTED = 5
 
 ACCOUNT_ACTIONS = {
@@ -58,37 +56,6 @@ def checksum(changes: list[Change]) -> str:
     """Covers the intended actions only (address, field, from, to): same intent, same sum."""
     rows = sorted((c.address, c.field, c.from_, c.to) for c in changes)
     return "sha256:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
-
-
-def effective(
-    written: str, start: datetime | None, until: datetime | None, now: datetime, default: str
-) -> tuple[str, str, datetime | None]:
-    """(desired value at `now`, reason, boundary).
-
-    A written stop/pause holds from `start` (inclusive) to `until` (exclusive); outside
-    that window the desired value is `default`. `boundary` is the window time that last
-    set the value (`start` once passed, `until` once ended), so a difference it causes can
-    be told apart as "due" from drift.
-    """
-    if written == default:
-        return written, "config", None
-    if start is not None and now < start:
-        return default, "window_not_started", None
-    if until is not None and now >= until:
-        return default, "window_ended", until
-    return written, "config", start
-
-
-def humanize(delta: timedelta) -> str:
-    """`5d 7h`, `3h 20m`, `12m`: how long is left, at a glance."""
-    minutes = max(0, int(delta.total_seconds() // 60))
-    days, rem = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rem, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {mins}m"
-    return f"{mins}m"
 
 
 @dataclass
@@ -182,7 +149,7 @@ def build_plan(
     was made, which differs from `now` under `--at`.
     """
     b = _Builder(desired, live, now)
-    _duplicate_live_numbers(b, live)
+    duplicate_live_numbers(b, live)
     for acc in desired.accounts.values():
         live_acc = live.accounts.get(acc.id)
         if live_acc is None:
@@ -196,9 +163,9 @@ def build_plan(
             continue
         _plan_account(b, acc, live_acc)
     _numbers_elsewhere(b, live)
-    _effects(b)
-    _plan_threshold(b)
-    _schedule_missed(b)
+    account_guards(b)
+    plan_threshold(b)
+    schedule_missed(b)
     _charges_continue(b)
     billing = desired.settings.billing
     managed_live = [live.accounts[a] for a in desired.accounts if a in live.accounts]
@@ -240,7 +207,7 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
             acc.source,
         )
     status, reason, boundary = effective(acc.status, acc.start, acc.until, b.now, "active")
-    src = _src(acc.source, acc.field_lines, "status")
+    src = acc.source.at(acc.field_lines, "status")
     final_status = live.status
     if status != live.status:
         action = ACCOUNT_ACTIONS[(live.status, status)]
@@ -277,14 +244,14 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
     b.final_status[acc.id] = final_status
     b.planned.append((acc, live, final_status))
     if acc.status != "active":
-        _window(
+        window_warning(
             b,
             address,
             acc.start,
             acc.until,
             f"status {acc.status}",
             "status returns to active",
-            _src(acc.source, acc.field_lines, "from" if acc.start else "until"),
+            acc.source.at(acc.field_lines, "from" if acc.start else "until"),
         )
     if final_status == "stopped" and live.status == "stopped":
         _stale(b, address, live.updated, live.monthly_fee, f"account {acc.id} ({name})", src)
@@ -356,7 +323,7 @@ def _plan_number(
         current = getattr(live, fld)
         if value == current:
             continue
-        src = _src(num.source, num.field_lines, fld)
+        src = num.source.at(num.field_lines, fld)
         action = NUMBER_ACTIONS[(fld, current, value)]
         if action == "pause" and not live.online:
             b.error(
@@ -414,14 +381,14 @@ def _plan_number(
         if v != d
     ]
     if (num.until is not None or num.start is not None) and narrowed:
-        _window(
+        window_warning(
             b,
             address,
             num.start,
             num.until,
             " and ".join(narrowed),
             "calls are allowed and swapping active again",
-            _src(num.source, num.field_lines, "from" if num.start else "until"),
+            num.source.at(num.field_lines, "from" if num.start else "until"),
         )
     return changed
 
@@ -434,50 +401,7 @@ def _stale_number(b: _Builder, num: DesiredNumber, live: LiveNumber, final_calls
             live.active_changed,
             number_fee(live, b.default_fee),
             num.number,
-            _src(num.source, num.field_lines, "calls"),
-        )
-
-
-def _src(source: Source, lines: dict[str, int], key: str) -> str:
-    """`file:line` of `key` when it is written, else of the entry itself."""
-    return f"{source.path}:{lines.get(key, source.line)}"
-
-
-def _window(
-    b: _Builder,
-    address: str,
-    start: datetime | None,
-    until: datetime | None,
-    written: str,
-    then: str,
-    source: object,
-) -> None:
-    if start is None and until is None:
-        return
-    now = b.now
-    if start is not None and now < start:
-        ends = f", ends in {humanize(until - now)} ({jsonable(until)})" if until else ""
-        b.warn(
-            "window_starts",
-            address,
-            f"scheduled: {written} starts in {humanize(start - now)} ({jsonable(start)}){ends}; "
-            "before then the default (active, allowed) holds",
-            source,
-        )
-    elif until is not None and now < until:
-        b.warn(
-            "window_ends",
-            address,
-            f"time-boxed: ends in {humanize(until - now)} ({jsonable(until)}); then {then}",
-            source,
-        )
-    elif until is not None:
-        b.warn(
-            "window_ends",
-            address,
-            f"window ended {humanize(now - until)} ago ({jsonable(until)}); remove from/until "
-            f"and the {written} from the file",
-            source,
+            num.source.at(num.field_lines, "calls"),
         )
 
 
@@ -572,226 +496,6 @@ def _unmanaged(
         b.warn("unmanaged", f"account.{acc.id}", message, acc.source)
 
 
-def can_ring(status: str, calls: str) -> bool:
-    """SPEC §2: a number rings only when its account is not stopped and its calls allowed."""
-    return status != "stopped" and calls == "allowed"
-
-
-def is_swapped(status: str, calls: str, swapping: str) -> bool:
-    """SPEC §2: swapped on websites only when it can ring, its account is active and its
-    own swapping is active."""
-    return status == "active" and calls == "allowed" and swapping == "active"
-
-
-@dataclass(slots=True)
-class Effect:
-    """What the plan does to one live number: can it ring, is it swapped, before/after."""
-
-    number: LiveNumber
-    ring_before: bool
-    ring_after: bool
-    swapped_before: bool
-    swapped_after: bool
-
-    @property
-    def changed(self) -> bool:
-        return self.ring_before != self.ring_after or self.swapped_before != self.swapped_after
-
-    @property
-    def silenced(self) -> bool:
-        return self.ring_before and not self.ring_after
-
-    @property
-    def unswapped(self) -> bool:
-        return self.swapped_before and not self.swapped_after
-
-
-@dataclass(slots=True)
-class AccountEffects:
-    """One managed account, its planned status change (if any) and its numbers' effects."""
-
-    acc: DesiredAccount
-    live: LiveAccount
-    change: Change | None
-    effects: list[Effect]
-
-
-def number_effects(b: _Builder, live: LiveAccount, final_status: str) -> list[Effect]:
-    """The effect of the plan on the numbers of one account whose effect can change: all
-    of them when the account's status changes, else those with a change of their own."""
-    numbers = live.numbers if final_status != live.status else b.changed_live.get(live.id, [])
-    calls_after, swapping_after = b.final_calls, b.final_swapping
-    out = []
-    for n in numbers:
-        calls = calls_after.get(n.number, n.calls)
-        swapping = swapping_after.get(n.number, n.swapping)
-        out.append(
-            Effect(
-                n,
-                can_ring(live.status, n.calls),
-                can_ring(final_status, calls),
-                is_swapped(live.status, n.calls, n.swapping),
-                is_swapped(final_status, calls, swapping),
-            )
-        )
-    return out
-
-
-def _effects(b: _Builder) -> None:
-    """Every guard judged on effect (SPEC §2): protected, recent_calls, threshold."""
-    for acc, live, final_status in b.planned:
-        effects = number_effects(b, live, final_status)
-        if not effects:
-            continue
-        fx = AccountEffects(acc, live, b.account_change.get(acc.id), effects)
-        _protected_by_effect(b, fx)
-        _recent_calls(b, fx)
-        _account_threshold(b, fx)
-
-
-def _protected_by_effect(b: _Builder, fx: AccountEffects) -> None:
-    acc, account_change, effects = fx.acc, fx.change, fx.effects
-    # A protected number's own stop or pause is refused where it is planned, so a loss
-    # that remains here comes from its account's change.
-    if account_change is None:
-        return
-    protected = {n.number: n for n in acc.numbers if n.protected}
-    if not protected:
-        return
-    c = account_change
-    verb = {"stop": "stopping", "pause": "pausing"}.get(c.action, f"{c.action}ing")
-    cause = f"{verb} account {acc.id} ({c.account_name}) (status: {c.from_} -> {c.to}, {c.source})"
-    for e in effects:
-        num = protected.get(e.number.number)
-        if num is None or not (e.silenced or e.unswapped):
-            continue
-        if e.silenced:
-            calls = e.number.recent_calls
-            lost = f"unable to ring ({calls} call{'s' if calls != 1 else ''} in the last 30 days)"
-        else:
-            lost = "no longer swapped on websites"
-        b.error(
-            "protected",
-            f"number.{num.number}",
-            f"{num.number} is protected: true; {cause} would leave it {lost}. Keep account "
-            f"{acc.id} {c.from_}, or remove protected: true from the number in the same "
-            "change if this is intended",
-            _src(num.source, num.field_lines, "protected"),
-        )
-
-
-TOP_CALLERS = 3
-
-
-def _recent_calls(b: _Builder, fx: AccountEffects) -> None:
-    acc, account_change, effects = fx.acc, fx.change, fx.effects
-    silenced = [e.number for e in effects if e.silenced]
-    if account_change is not None:
-        calls = sum(n.recent_calls for n in silenced)
-        if calls <= 0:
-            return
-        top = sorted(silenced, key=lambda n: -n.recent_calls)[:TOP_CALLERS]
-        listed = ", ".join(f"{n.number} ({n.recent_calls})" for n in top if n.recent_calls)
-        more = len(silenced) - len(top)
-        c = account_change  # only a stop silences numbers
-        b.warn(
-            "recent_calls",
-            c.address,
-            f"stopping account {acc.id} silences {len(silenced)} number"
-            f"{'s' if len(silenced) != 1 else ''} that took {calls} call"
-            f"{'s' if calls != 1 else ''} in the last 30 days: {listed}"
-            f"{f', and {more} more' if more > 0 else ''}; callers will hear a disconnected tone",
-            c.source,
-        )
-        return
-    desired = {n.number: n for n in acc.numbers}
-    for n in silenced:
-        if n.recent_calls <= 0:
-            continue
-        num = desired[n.number]
-        b.warn(
-            "recent_calls",
-            f"number.{n.number}",
-            f"stopping {n.number} silences a number that took {n.recent_calls} call"
-            f"{'s' if n.recent_calls != 1 else ''} in the last 30 days; callers will hear a "
-            "disconnected tone",
-            _src(num.source, num.field_lines, "calls"),
-        )
-
-
-def _account_threshold(b: _Builder, fx: AccountEffects) -> None:
-    acc, live, account_change, effects = fx.acc, fx.live, fx.change, fx.effects
-    """Rule 1: the share of an account's live numbers (>= 10) whose effect changes; an
-    account status change counts all of them."""
-    limit = b.settings.policy.max_change_fraction
-    total = len(live.numbers)
-    if total < THRESHOLD_MIN_NUMBERS:
-        return
-    changed = total if account_change is not None else sum(1 for e in effects if e.changed)
-    if changed / total <= limit:
-        return
-    c = account_change
-    how = f" (account status: {c.from_} -> {c.to})" if c is not None else ""
-    b.warn(
-        "threshold_exceeded",
-        f"account.{acc.id}",
-        f"per-account rule: the plan changes whether {changed} of the {total} numbers of "
-        f"account {acc.id} ({live.name}) can ring or are swapped{how}, {changed / total:.0%} > "
-        f"policy.max_change_fraction {limit:.0%}; apply needs --force",
-        acc.source,
-    )
-
-
-def _plan_threshold(b: _Builder) -> None:
-    """Rule 2: the share of accounts in scope (>= 10) whose status changes."""
-    limit = b.settings.policy.max_change_fraction
-    total = len(b.planned)
-    changed = len(b.account_change)
-    if total < THRESHOLD_MIN_ACCOUNTS or changed / total <= limit:
-        return
-    shown = ", ".join(list(b.account_change)[:UNMANAGED_LISTED])
-    more = f" and {changed - UNMANAGED_LISTED} more" if changed > UNMANAGED_LISTED else ""
-    b.warn(
-        "threshold_exceeded",
-        PLAN_ADDRESS,
-        f"per-plan rule: the plan changes the status of {changed} of the {total} accounts in "
-        f"scope ({shown}{more}), {changed / total:.0%} > policy.max_change_fraction "
-        f"{limit:.0%}; apply needs --force",
-    )
-
-
-def _duplicate_live_numbers(b: _Builder, live: LiveState) -> None:
-    """An E.164 the provider lists twice (two ids): which one rings is unknowable, so
-    nothing is planned for it and the plan cannot be applied."""
-    listed = [n.number for acc in live.accounts.values() for n in acc.numbers]
-    if len(set(listed)) == len(listed):
-        return  # the common case, found at C speed
-    first: dict[str, tuple[str, LiveNumber]] = {}
-    for acc in live.accounts.values():
-        for n in acc.numbers:
-            seen = first.setdefault(n.number, (acc.id, n))
-            if seen[1] is not n:
-                b.duplicates.setdefault(n.number, [seen]).append((acc.id, n))
-    if not b.duplicates:
-        return
-    sources = {
-        n.number: n.source
-        for a in b.desired.accounts.values()
-        for n in a.numbers
-        if n.number in b.duplicates
-    }
-    for e164, listed in b.duplicates.items():
-        where = "; ".join(f"id {n.id} in account {acc_id}" for acc_id, n in listed)
-        b.error(
-            "duplicate_live_number",
-            f"number.{e164}",
-            f"the provider lists {e164} {len(listed)} times ({where}); nothing is planned "
-            "for it and the plan cannot be applied. Check the number in the provider's UI "
-            "(one of the entries may be a stale copy)",
-            sources.get(e164),
-        )
-
-
 def _numbers_elsewhere(b: _Builder, live: LiveState) -> None:
     """Desired numbers not in their account: in another read account, or nowhere."""
     if not b.missing:
@@ -818,24 +522,6 @@ def _numbers_elsewhere(b: _Builder, live: LiveState) -> None:
                 f"tracking number of account {acc.id}; check the digits or remove it",
                 num.source,
             )
-
-
-def _schedule_missed(b: _Builder) -> None:
-    """A window boundary long past that live still does not follow: the schedule did not
-    run (or failed); drift then reports it, with this warning."""
-    grace = b.settings.policy.due_grace_minutes
-    for c in b.changes:
-        if c.boundary is None or c.due:
-            continue
-        when = datetime.fromisoformat(c.boundary.replace("Z", "+00:00"))
-        b.warn(
-            "schedule_missed",
-            c.address,
-            f"{c.field} should have become {c.to} at {c.boundary}, {humanize(b.now - when)} ago "
-            f"(more than policy.due_grace_minutes {grace}): the scheduled `reconciler apply "
-            "--due` did not run or failed; check .github/workflows/schedule.yml",
-            c.source,
-        )
 
 
 def _charges_continue(b: _Builder) -> None:

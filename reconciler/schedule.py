@@ -178,7 +178,7 @@ def render_schedule(
     if fmt == "ics":
         return render_ics(events, currency)
     if fmt == "markdown":
-        return "\n".join(markdown_lines(events, currency, days)) + "\n"
+        return "\n".join(markdown_lines(events, days)) + "\n"
     head = f"Window boundaries in the {days} days from {jsonable(start)}:"
     if not events:
         return f"No window boundaries in the {days} days from {jsonable(start)}.\n"
@@ -193,7 +193,7 @@ def render_schedule(
     return "\n".join(lines) + "\n"
 
 
-def markdown_lines(events: list[Event], currency: str, days: int) -> list[str]:
+def markdown_lines(events: list[Event], days: int) -> list[str]:
     from reconciler.models import UpcomingEvent
     from reconciler.render.markdown import upcoming_table
 

@@ -9,7 +9,8 @@ import pytest
 from factories import NOW, codes, dacc, dnum, lacc, lnum, plan_of
 
 from reconciler.models import Settings
-from reconciler.plan import checksum, humanize
+from reconciler.plan import checksum
+from reconciler.windows import humanize
 
 N1, N2 = "+14105550101", "+14105550102"
 

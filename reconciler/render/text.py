@@ -9,8 +9,8 @@ from datetime import datetime
 import click
 
 from reconciler.models import Change, ChargeItem, Finding, Plan
-from reconciler.plan import humanize
 from reconciler.render import charges_lead, describe, headline, summary_line
+from reconciler.windows import humanize
 
 ACTION_COLORS = {"stop": "red", "allow": "green", "pause": "yellow", "resume": "green"}
 MAX_FINDINGS_PER_CODE = 20
