@@ -203,7 +203,16 @@ class ProviderSettings(StrictModel):
         10, strict=False, description="Client-side rate limit (token bucket)."
     )
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
-        30, strict=False, description="Per-request timeout."
+        30,
+        strict=False,
+        description="ctm: total deadline of one attempt of a request: connect, headers and "
+        "body together, whatever the server does.",
+    )
+    retry_budget_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        120,
+        strict=False,
+        description="ctm: total deadline of one request with all its retries; no attempt "
+        "runs past it.",
     )
 
     @field_validator("base_url", mode="after")

@@ -88,10 +88,21 @@ def _handler(upstream: str, tamper: Tamper) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (the reconciler cuts reads nobody waits for) is no error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (OSError, requests.ConnectionError)):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def tamper_proxy(upstream: str, tamper: Tamper) -> Iterator[str]:
     """Serve on 127.0.0.1 (ephemeral port); yields the proxy's base URL (…/api/v1)."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream, tamper))
+    httpd = _Server(("127.0.0.1", 0), _handler(upstream, tamper))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -340,5 +340,5 @@ def test_a_timeout_is_a_clear_error(sandbox_db: Path) -> None:
     ):
         p.read(["1001"])
     assert str(err.value) == (
-        "ctm: GET /accounts/1001: no response within 0.15 s (timeout_seconds) (after 2 attempts)"
+        "ctm: GET /accounts/1001: no complete response within 0.15 s (timeout_seconds) (after 2 attempts)"
     )
