@@ -1,6 +1,6 @@
 """The apply lock (issue 13, case 1, and the lock part of case 8): a private per-user
-directory, no symlink followed, untrusted holder text, and a held file that is still the one
-at the path. Through the real CLI and sandbox.
+directory, no symlink followed, untrusted holder text, a held file that is still the one at
+the path, and `sandbox init` behind the same lock. Through the real CLI and sandbox.
 
 CI runs as root, so nothing here relies on a chmod making a path unwritable: a directory of
 another user is made with chown, an unusable path is one under a regular file."""
@@ -273,3 +273,25 @@ def test_a_lock_file_swapped_during_the_writes_fails_the_apply(project, db, once
     assert "removed or replaced while this run held it" in line
     assert "may have run at the same time" in line
     assert len(audit(project)) == 5
+
+
+@pytest.mark.parametrize(
+    ("command", "spelling"),
+    [
+        (["init", "--from", "config/sandbox-fleet.yaml"], "./config/../.reconciler/sandbox.db"),
+        (["generate", "--accounts", "2", "--numbers-per-account", "2"], ".reconciler/sandbox.db"),
+        (["init", "--from", "config/sandbox-fleet.yaml"], "fresh.db"),  # not there yet
+    ],
+    ids=["init", "generate", "init-of-a-new-database"],
+)
+def test_sandbox_init_is_refused_while_an_apply_holds_the_database(project, db, command, spelling):
+    before = Path(db).read_bytes()
+    held = str(project / spelling) if spelling == "fresh.db" else db
+    with apply_lock(held):
+        code, out = run("sandbox", command[0], "--db", spelling, *command[1:])
+    assert code == 1
+    assert _error(out).startswith(f"Error: another apply is running against {Path(spelling)}: pid ")
+    assert Path(db).read_bytes() == before
+    assert not (project / "fresh.db").exists()
+    code, out = run("sandbox", command[0], "--db", spelling, *command[1:])
+    assert code == 0, out  # and once the apply is over, it works
