@@ -94,6 +94,15 @@ def small_fleet() -> dict[str, Any]:
     return copy.deepcopy(SMALL_FLEET)
 
 
+@pytest.fixture(autouse=True)
+def private_lock_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locks of every test in a private directory of the session (never the real
+    ~/.cache or $XDG_RUNTIME_DIR); a test may point RECONCILER_LOCK_DIR elsewhere."""
+    monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
+
+
 @pytest.fixture
 def fleet_data() -> dict[str, Any]:
     """The small fleet as data: 3 accounts (active, paused, stopped), 3 numbers."""

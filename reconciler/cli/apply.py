@@ -124,7 +124,7 @@ def _run_apply(
     # The lock is taken before planning and held through approval and writes, so the plan
     # that is shown is the plan that is applied: no other apply from this machine can
     # interleave, and nothing needs to be read a second time.
-    with open_for(desired) as provider, apply_lock(provider.target):
+    with open_for(desired) as provider, apply_lock(provider.target) as lock:
         planned = hold_until_exit(
             make_plan(config_dir, accounts, provider=provider, desired=desired, shard=shard)
         )
@@ -157,6 +157,7 @@ def _run_apply(
             return EXIT_OK
         if not auto_approve and not _confirm(plan, provider.target, say):
             return EXIT_ERROR
+        lock.check()  # planning and approval take time: the lock must still be ours to write
         report = _execute(provider, planned, say)
         if report_file:
             import json

@@ -59,7 +59,8 @@ def init(db_path: Path, fleet_path: Path) -> None:
     """Create or replace a sandbox database from a fleet file.
 
     The database is built next to its final path and swapped in at the end, so a failed
-    init never leaves a half-written database behind.
+    init never leaves a half-written database behind. It takes the apply lock of that
+    path: it refuses to replace a database while an apply is writing it.
 
     \b
     Example:
@@ -67,9 +68,11 @@ def init(db_path: Path, fleet_path: Path) -> None:
     """
 
     def body() -> int:
+        from reconciler.lock import apply_lock
         from reconciler.providers.sandbox.fleet import init_database
 
-        fleet = init_database(db_path, fleet_path)
+        with apply_lock(str(db_path)):  # never replace a database an apply is writing
+            fleet = init_database(db_path, fleet_path)
         click.echo(
             f"{db_path}: {len(fleet.accounts)} accounts, {len(fleet.numbers)} numbers "
             f"from {fleet_path}"
@@ -106,6 +109,7 @@ def generate(
     """
 
     def body() -> int:
+        from reconciler.lock import apply_lock
         from reconciler.providers.sandbox.fleet import dump_fleet, write_fleet
         from reconciler.providers.sandbox.generate import generate_database
         from reconciler.providers.sandbox.store import SandboxStore
@@ -117,7 +121,8 @@ def generate(
                 f"--numbers-per-account must be between 0 and 10000, not {n_numbers}"
             )
         started = time.perf_counter()
-        accounts, numbers = generate_database(db_path, n_accounts, n_numbers, rng_seed)
+        with apply_lock(str(db_path)):  # never replace a database an apply is writing
+            accounts, numbers = generate_database(db_path, n_accounts, n_numbers, rng_seed)
         seconds = time.perf_counter() - started
         click.echo(f"{db_path}: {accounts} accounts, {numbers} numbers in {seconds:.2f}s")
         if fleet_out is not None:
