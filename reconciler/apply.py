@@ -37,8 +37,10 @@ from reconciler.providers.base import Provider
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["ok", "failed", "not_started"]
+Outcome = Literal["ok", "failed", "unknown", "not_started"]
 REPORT_FORMAT_VERSION = 1
+GRACE_SECONDS = 3.0  # after an interrupt, how long writes in flight may still finish
+UNKNOWN = "outcome unknown: interrupted mid-request"
 
 
 def phase(change: Change) -> int:
@@ -138,10 +140,23 @@ class ApplyReport:
         )
 
     def counts(self) -> dict[str, int]:
-        out = {"ok": 0, "failed": 0, "not_started": 0}
+        out = {"ok": 0, "failed": 0, "unknown": 0, "not_started": 0}
         for r in self.results:
             out[r.outcome] += 1
         return out
+
+    def settle(self) -> None:
+        """Writes cut by an interrupt ("unknown") take the outcome the re-read shows."""
+        ver = self.verification
+        if ver is None or ver.error is not None:
+            return
+        wrong = {(m["address"], m["field"]) for m in ver.mismatches if m["kind"] != "unplanned"}
+        for r in self.results:
+            if r.outcome == "unknown":
+                landed = (r.change.address, r.change.field) not in wrong
+                r.outcome = "ok" if landed else "failed"
+                shows = "applied" if landed else "not applied"
+                r.error = f"{UNKNOWN}; the re-read shows it {shows}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,8 +224,10 @@ def apply_changes(
     *,
     concurrency: int,
     on_result: Callable[[ActionResult], None] = lambda r: None,
+    grace: float = GRACE_SECONDS,
 ) -> ApplyReport:
-    """Run the plan's writes in safe phases; stop cleanly on KeyboardInterrupt."""
+    """Run the plan's writes in safe phases; stop cleanly on KeyboardInterrupt: nothing new
+    starts, writes in flight get `grace` seconds, then are cut ("unknown" outcome)."""
     report = ApplyReport(plan, started_at=_now())
     runner = _Runner(provider, plan, max(1, concurrency), on_result)
     report.results = list(runner.results.values())
@@ -220,7 +237,7 @@ def apply_changes(
                 runner.run_phase(pool, [c for c in plan.changes if phase(c) == ph])
         except KeyboardInterrupt:
             report.interrupted = True
-            runner.drain()
+            runner.drain(grace)
     report.finished_at = _now()
     return report
 
@@ -253,17 +270,29 @@ class _Runner:
                 self.pending.discard(fut)
                 self.on_result(fut.result())
 
-    def drain(self) -> None:
-        """After an interrupt: let in-flight writes finish and report them; start nothing."""
+    def drain(self, grace: float) -> None:
+        """After an interrupt: start nothing; give in-flight writes `grace` seconds (a second
+        interrupt ends it early), then cut them: a write cut mid-request may or may not have
+        landed, so it is "unknown" until the verification re-read settles it."""
+        until = time.monotonic() + grace
+        cut = False
         while self.pending:
+            left = None if cut else max(0.0, until - time.monotonic())
             try:
-                done, _ = wait(self.pending)
+                done, _ = wait(self.pending, timeout=left)
             except KeyboardInterrupt:
-                continue  # a second Ctrl-C cannot stop a write already sent; keep waiting
+                done, until = set(), 0.0
+            if not done and not cut and time.monotonic() >= until:
+                cut = True
+                self.provider.abort()
+                continue
             for fut in done:
                 self.pending.discard(fut)
+                res = fut.result()
+                if cut and res.outcome == "failed":
+                    res.outcome, res.error = "unknown", f"{UNKNOWN} ({res.error})"
                 with contextlib.suppress(KeyboardInterrupt):
-                    self.on_result(fut.result())
+                    self.on_result(res)
 
 
 def _merge(slot: ActionResult, res: ActionResult) -> ActionResult:
@@ -292,6 +321,10 @@ def verify(
         after = provider.read(ids)
     except ProviderError as exc:
         ver.error = f"verification read failed: {exc}"
+        return ver
+    except Exception as exc:  # writes have landed: a failure here must not lose the report
+        log.debug("verification read failed", exc_info=True)
+        ver.error = f"verification read failed: {type(exc).__name__}: {str(exc)[:200]}"
         return ver
     _check_planned(ver, plan, after)
     _check_unplanned(ver, plan, before, after, desired)

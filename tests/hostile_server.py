@@ -116,6 +116,17 @@ def replaced(body: bytes | Callable[[Any], Any], status: int = 200) -> Scenario:
     return run
 
 
+def rewritten(fn: Callable[[bytes], bytes]) -> Scenario:
+    """The real answer's bytes, passed through `fn` (to write JSON no encoder would)."""
+
+    def run(out: Any, status: int, body: bytes, stop: threading.Event) -> None:
+        data = fn(body)
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(data))}
+        _send(out, _head(status, headers) + data)
+
+    return run
+
+
 def silent() -> Scenario:
     """The request is carried out upstream, then no answer at all, ever."""
 

@@ -58,7 +58,7 @@ def test_a_failed_action_does_not_stop_the_others(planned):
     report = apply_changes(planned.provider, planned.plan, concurrency=2, on_result=seen.append)
     report.verification = verify(planned.provider, planned.plan, planned.live, planned.desired)
     counts = report.counts()
-    assert counts == {"ok": 4, "failed": 1, "not_started": 0}
+    assert counts == {"ok": 4, "failed": 1, "unknown": 0, "not_started": 0}
     failed = [r for r in report.results if r.outcome == "failed"]
     assert failed[0].change.number == "+14105550102" and "409 Conflict" in failed[0].error
     assert report.verification.matched == 4 and report.verification.mismatches == [

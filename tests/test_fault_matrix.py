@@ -273,7 +273,7 @@ def test_apply_converges_under_faults(
     assert code == 0, out
     report = json.loads((project / "report.json").read_text())
     assert report["converged"] is True
-    assert report["counts"] == {"ok": 20, "failed": 0, "not_started": 0}
+    assert report["counts"] == {"ok": 20, "failed": 0, "unknown": 0, "not_started": 0}
     assert report["verification"]["ok"] and report["verification"]["checked"] == 20
     # live state: every planned field has its value, everything else is as it was
     after = live_values(server.store.path)
@@ -348,7 +348,7 @@ def test_an_exhausted_retry_budget_fails_each_action_and_changes_nothing(
     assert "Verified: 0/3 planned fields match live state." in out
     report = json.loads((project / "report.json").read_text())
     assert report["converged"] is False
-    assert report["counts"] == {"ok": 0, "failed": 3, "not_started": 0}
+    assert report["counts"] == {"ok": 0, "failed": 3, "unknown": 0, "not_started": 0}
     assert all(a["outcome"] == "failed" and a["error"] for a in report["actions"])
     assert live_values(server.store.path) == before
     assert audit_rows(server.store.path) == []

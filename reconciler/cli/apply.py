@@ -220,6 +220,7 @@ def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -
             report.verification = verify(provider, plan, planned.live, planned.desired)
         except KeyboardInterrupt:
             say("Verification interrupted: live state was not re-read.")
+        report.settle()
     finally:
         signal.signal(signal.SIGTERM, previous)
     _summary(report, say)
@@ -240,13 +241,19 @@ def _action_line(r: ActionResult) -> str:
 
 
 def _summary(report: ApplyReport, say: Callable[[str], None]) -> None:
+    from reconciler.apply import GRACE_SECONDS
+
     counts = report.counts()
     say("")
     if report.interrupted:
-        say("Interrupted: in-flight writes were allowed to finish; nothing else was started.")
+        say(
+            f"Interrupted: nothing else was started; writes in flight had {GRACE_SECONDS:g} s "
+            "to finish, then were cut (their outcome is settled by the re-read)."
+        )
+    unknown = f", {counts['unknown']} outcome unknown" if counts["unknown"] else ""
     say(
         f"Apply {'complete' if report.converged else 'incomplete'}: {counts['ok']} ok, "
-        f"{counts['failed']} failed, {counts['not_started']} not started."
+        f"{counts['failed']} failed{unknown}, {counts['not_started']} not started."
     )
     for r in report.results:
         if r.outcome != "ok":

@@ -64,6 +64,11 @@ class Provider(ABC):
     def prefetch(self, account_id: str) -> None:  # noqa: B027 - optional hook
         """Hint: the next `read` includes this account; start reading it if that helps."""
 
+    def abort(self) -> int:
+        """Cut every request in flight now (an interrupt's grace ran out); how many were cut.
+        Providers whose calls cannot hang (a local database) have nothing to cut."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
 

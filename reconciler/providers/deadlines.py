@@ -36,7 +36,10 @@ class Call:
         self.gave_up = ""
 
     def attempt(self) -> None:
-        """A new attempt starts now (a connection is sending the request)."""
+        """A new attempt starts now (a connection is about to send the request); none
+        starts once the call was interrupted."""
+        if self.cut == "interrupted":
+            raise ConnectionAbortedError("interrupted before the request was sent")
         self.deadline = min(time.monotonic() + self.timeout, self.ends)
         if self.cut == "deadline":
             self.cut = ""

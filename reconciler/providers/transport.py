@@ -221,13 +221,18 @@ class Transport:
         self._http = self._make_pool()
         self._lock = threading.Lock()
         self.requests_made = 0  # first attempts; retries are in `retries_made`
+        self._calls: set[Call] = set()  # in progress, for `abort`
 
     @property
     def retries_made(self) -> int:
         return self.gate.retries
 
     def abort(self) -> int:
-        """Cut every request in flight (they fail as interrupted); return how many."""
+        """Interrupt every call in progress: those waiting to send never send, those in
+        flight are cut; they fail as interrupted. Returns how many were cut mid-request."""
+        with self._lock:
+            for call in self._calls:
+                call.cut = "interrupted"
         return WATCHDOG.abort(self)
 
     def close(self) -> None:
@@ -304,10 +309,23 @@ class Transport:
         self, method: str, path: str, *, params: dict | None = None, body: dict | None = None
     ) -> Response:
         """One API call (with its retries): the complete 2xx response, or a ProviderError."""
+        call = Call(self.timeout, self.retry_policy.budget_seconds, self)
+        with self._lock:
+            self._calls.add(call)
+        try:
+            return self._exchange(method, path, params, body, call)
+        finally:
+            with self._lock:
+                self._calls.discard(call)
+
+    def _exchange(
+        self, method: str, path: str, params: dict | None, body: dict | None, call: Call
+    ) -> Response:
         self.gate.bucket.acquire()
+        if call.cut == "interrupted":
+            raise ProviderTransientError(f"ctm: {method} {path}: interrupted before it was sent")
         with self._lock:
             self.requests_made += 1
-        call = Call(self.timeout, self.retry_policy.budget_seconds, self)
         current.call = call
         t0 = time.monotonic()
         url = self.base + path + ("?" + urlencode(params) if params else "")
