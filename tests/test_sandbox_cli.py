@@ -234,3 +234,28 @@ def test_serve_subprocess_answers_and_stops_on_sigterm(sandbox_db: Path, tmp_pat
     stats = json.loads(stats_file.read_text())  # --stats-file: the counters, written on stop
     assert (stats["total"], stats["reads"], stats["writes"]) == (2, 2, 0)
     assert stats["by_status"] == {"200": 1, "401": 1}
+
+
+@pytest.mark.parametrize("on_command_line", [True, False], ids=["flag", "env"])
+def test_a_secret_key_on_the_command_line_is_warned_about(
+    sandbox_db: Path, on_command_line: bool
+) -> None:
+    keys = ["--access-key", "a", "--secret-key", "cmdline-secret"] if on_command_line else []
+    env = _env(RECONCILER_SANDBOX_ACCESS_KEY="a", RECONCILER_SANDBOX_SECRET_KEY="env-secret")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sandbox", "serve", "--db", str(sandbox_db),
+         "--port", "0", *keys],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "Serving the sandbox API" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    warned = "Warning: --secret-key on the command line is visible to other users" in err
+    assert warned == on_command_line, err
+    assert "cmdline-secret" not in out + err and "env-secret" not in out + err

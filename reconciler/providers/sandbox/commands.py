@@ -242,7 +242,11 @@ def show(db_path: Path) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=int, help="0 = any free port.")
 @click.option("--access-key", help=f"Access key clients must send (default: env {ACCESS_KEY_ENV}).")
-@click.option("--secret-key", help=f"Secret key clients must send (default: env {SECRET_KEY_ENV}).")
+@click.option(
+    "--secret-key",
+    help=f"Secret key clients must send (default: env {SECRET_KEY_ENV}). Prefer the "
+    "variable: a key on the command line is visible to other users of the machine (ps).",
+)
 @click.option("--latency-ms", default=0.0, type=float, help="Added to every response.")
 @click.option("--error-rate", default=0.0, type=float, help="Share of requests answered 503.")
 @click.option(
@@ -276,8 +280,11 @@ def serve(
 ) -> None:
     """Serve the provider's HTTP API (SPEC §7) over a sandbox database until stopped.
 
-    Clients authenticate with HTTP Basic (access key, secret key). Fault flags make it
-    slow or unreliable on purpose, for testing clients. Stop with Ctrl-C or SIGTERM.
+    Clients authenticate with HTTP Basic (access key, secret key). The keys come from
+    RECONCILER_SANDBOX_ACCESS_KEY and RECONCILER_SANDBOX_SECRET_KEY (or --access-key and
+    --secret-key, but a key on the command line is visible to other users in `ps`). Fault
+    flags make it slow or unreliable on purpose, for testing clients. Stop with Ctrl-C or
+    SIGTERM.
 
     \b
     Example:
@@ -304,6 +311,7 @@ def serve(
             },
             bool(verbose),
             stats_file,
+            warn_key=bool(secret_key),
         )
 
     run_guarded(body)
@@ -344,6 +352,7 @@ def _serve(
     faults: dict[str, Any],
     access_log: bool,
     stats_file: Path | None = None,
+    warn_key: bool = False,
 ) -> int:
     from reconciler.providers.sandbox.server import start_server
 
@@ -366,6 +375,12 @@ def _serve(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if warn_key:
+        click.echo(
+            "Warning: --secret-key on the command line is visible to other users of this "
+            f"machine (ps, /proc); set {SECRET_KEY_ENV} instead.",
+            err=True,
+        )
     click.echo(f"Serving the sandbox API at {server.url} (database {db_path}); Ctrl-C stops.")
     sys.stdout.flush()
     while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
