@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 
+from reconciler.atomic import write_atomic
 from reconciler.errors import ReconcilerError
 from reconciler.models import LiveAccount, LiveNumber
 
@@ -76,12 +76,8 @@ def write_account_files(accounts: list[LiveAccount], out_dir: str, overwrite: bo
         if os.path.exists(path) and not overwrite:
             raise ReconcilerError(f"{path} exists; pass --overwrite to replace it")
         planned.append((path, acc))
-    os.makedirs(root, exist_ok=True)
     written = []
     for path, acc in planned:
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".import-", suffix=".yaml")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(account_yaml(acc))
-        os.replace(tmp, path)
+        write_atomic(path, account_yaml(acc), prefix=".import-")
         written.append(path)
     return written

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib
 import logging
@@ -281,23 +280,7 @@ def use_color(no_color: bool) -> bool:
 
 
 def write_file(path: str, text: str) -> None:
-    """Write atomically: a crash never leaves a half-written plan or report. A local I/O
-    error (a parent that is a file, a read-only directory, a full disk) is one line naming
-    the path, and the temporary file is removed."""
-    import tempfile
+    """Write atomically; a local I/O error is one line naming the path (`atomic.py`)."""
+    from reconciler.atomic import write_atomic
 
-    from reconciler.errors import ReconcilerError
-
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".reconciler-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise ReconcilerError(f"{path}: cannot write it ({exc.strerror or exc})") from None
+    write_atomic(path, text)
