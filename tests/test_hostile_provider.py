@@ -89,6 +89,27 @@ def writes(project: Path) -> list[dict[str, Any]]:
         return store.audit()
 
 
+def interrupted(
+    bad: HostileServer, method: str, sig: int, *args: str
+) -> tuple[subprocess.Popen, str, str, float]:
+    """Run the CLI; once a `method` request reached the server (and hangs there), send
+    `sig`. Returns the process, its output and the seconds from the signal to its end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    while not any(m == method for m, _ in bad.seen):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    return proc, out, err, time.monotonic() - sent
+
+
 # --- 2. deadlines ------------------------------------------------------------------------
 
 
@@ -110,20 +131,7 @@ def test_a_slow_or_endless_answer_ends_at_the_deadline(project, scenario):
 def test_sigint_ends_a_plan_hung_mid_request_at_once(project):
     with provider(project, timeout=60, budget=300) as bad:
         bad.rules = [("GET", "/numbers", silent())]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "plan"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env(),
-        )
-        while not any("/numbers" in p for _, p in bad.seen):
-            time.sleep(0.05)
-        time.sleep(0.3)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
+        proc, _, err, took = interrupted(bad, "GET", signal.SIGINT, "plan")
     assert proc.returncode == 130 and "Interrupted." in err and "Traceback" not in err
     assert took < 10  # before: waited for the hung request (timeout_seconds, then retries)
 
@@ -131,20 +139,8 @@ def test_sigint_ends_a_plan_hung_mid_request_at_once(project):
 def test_sigterm_mid_write_cuts_it_after_the_grace_and_the_re_read_settles_it(project):
     with provider(project, timeout=60, budget=300) as bad:
         bad.rules = [("POST", "/", silent())]  # each write lands upstream, no answer comes
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "apply", "--auto-approve", "--report", "r.json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env(),
-        )
-        while not any(m == "POST" for m, _ in bad.seen):
-            time.sleep(0.05)
-        time.sleep(0.5)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        took = time.monotonic() - sent
+        args = ("apply", "--auto-approve", "--report", "r.json")
+        proc, out, err, took = interrupted(bad, "POST", signal.SIGTERM, *args)
         posts = sum(m == "POST" for m, _ in bad.seen)
     assert proc.returncode == 1 and "Traceback" not in out + err, out + err
     assert took < 15  # 3 s grace, then the re-read; before: ignored for minutes
