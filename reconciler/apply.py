@@ -3,7 +3,8 @@
 Writes run in a safe order, in phases: numbers being stopped or paused go before their
 account is stopped or paused; an account is allowed or resumed before its numbers are.
 Within a phase, writes run with bounded concurrency. A failed write does not stop the
-others. Afterwards one bulk re-read of the accounts written to verifies the apply as a
+others, except one that finds the target itself changed (`ProviderTargetChanged`): then
+nothing more is started. Afterwards one bulk re-read of the accounts written to verifies the apply as a
 re-plan would: every planned field has its value, no other field of a managed resource
 changed, every planned number is still in its account; and what stays billed is stated
 from that re-read, never from the plan. Only resources in the plan are ever written.
@@ -22,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from reconciler.charges import compare_charges, silent_resources
-from reconciler.errors import ProviderError, ReconcilerError
+from reconciler.errors import ProviderError, ProviderTargetChanged, ReconcilerError
 from reconciler.models import (
     Change,
     Charges,
@@ -56,6 +57,7 @@ class ActionResult:
     error: str | None = None
     ms: float = 0.0
     started_at: str | None = None
+    target_changed: bool = False  # the write found the target replaced: start no more
 
     def to_dict(self) -> dict[str, Any]:
         c = self.change
@@ -127,11 +129,13 @@ class ApplyReport:
     results: list[ActionResult] = field(default_factory=list)
     verification: Verification | None = None
     interrupted: bool = False
+    target_changed: bool = False  # stopped: a write found the target replaced or deleted
 
     @property
     def converged(self) -> bool:
         return (
             not self.interrupted
+            and not self.target_changed
             and all(r.outcome == "ok" for r in self.results)
             and self.verification is not None
             and self.verification.ok
@@ -152,6 +156,7 @@ class ApplyReport:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "interrupted": self.interrupted,
+            "target_changed": self.target_changed,
             "converged": self.converged,
             "counts": self.counts(),
             "actions": [r.to_dict() for r in self.results],
@@ -188,6 +193,7 @@ def run_action(provider: Provider, change: Change) -> ActionResult:
         result.outcome = "ok"
     except ProviderError as exc:
         result.outcome, result.error = "failed", str(exc)
+        result.target_changed = isinstance(exc, ProviderTargetChanged)
     except Exception as exc:  # one bad write must not abort the others
         log.debug("action failed: address=%s", change.address, exc_info=True)
         result.outcome, result.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -210,17 +216,21 @@ def apply_changes(
     concurrency: int,
     on_result: Callable[[ActionResult], None] = lambda r: None,
 ) -> ApplyReport:
-    """Run the plan's writes in safe phases; stop cleanly on KeyboardInterrupt."""
+    """Run the plan's writes in safe phases; stop cleanly on KeyboardInterrupt, and when a
+    write finds the target changed (in-flight writes finish, nothing more starts)."""
     report = ApplyReport(plan, started_at=_now())
     runner = _Runner(provider, plan, max(1, concurrency), on_result)
     report.results = list(runner.results.values())
     with ThreadPoolExecutor(max_workers=runner.limit, thread_name_prefix="apply") as pool:
         try:
             for ph in range(4):
+                if runner.target_changed:
+                    break
                 runner.run_phase(pool, [c for c in plan.changes if phase(c) == ph])
         except KeyboardInterrupt:
             report.interrupted = True
             runner.drain()
+    report.target_changed = runner.target_changed
     report.finished_at = _now()
     return report
 
@@ -239,19 +249,22 @@ class _Runner:
         self.provider, self.limit, self.on_result = provider, limit, on_result
         self.results = {id(c): ActionResult(c) for c in plan.changes}
         self.pending: set[Future[ActionResult]] = set()
+        self.target_changed = False
 
     def _run(self, change: Change) -> ActionResult:
         return _merge(self.results[id(change)], run_action(self.provider, change))
 
     def run_phase(self, pool: ThreadPoolExecutor, batch: list[Change]) -> None:
         queue = list(reversed(batch))
-        while queue or self.pending:
-            while queue and len(self.pending) < self.limit:
+        while (queue and not self.target_changed) or self.pending:
+            while queue and not self.target_changed and len(self.pending) < self.limit:
                 self.pending.add(pool.submit(self._run, queue.pop()))
             done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 self.pending.discard(fut)
-                self.on_result(fut.result())
+                result = fut.result()
+                self.target_changed = self.target_changed or result.target_changed
+                self.on_result(result)
 
     def drain(self) -> None:
         """After an interrupt: let in-flight writes finish and report them; start nothing."""
@@ -267,11 +280,12 @@ class _Runner:
 
 
 def _merge(slot: ActionResult, res: ActionResult) -> ActionResult:
-    slot.outcome, slot.error, slot.ms, slot.started_at = (
+    slot.outcome, slot.error, slot.ms, slot.started_at, slot.target_changed = (
         res.outcome,
         res.error,
         res.ms,
         res.started_at,
+        res.target_changed,
     )
     return slot
 

@@ -234,7 +234,7 @@ def neutral(text: str) -> str:
 def _action_line(r: ActionResult) -> str:
     c = r.change
     what = f"{c.action} {c.address.replace('.', ' ', 1)} {c.field}: {c.from_} -> {c.to}"
-    tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {neutral(r.error or '')}"
+    tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {neutral(r.error)}" if r.error else ""
     return f"  {r.outcome:<7} {what}{tail}"
 
 
@@ -243,6 +243,11 @@ def _summary(report: ApplyReport, say: Callable[[str], None]) -> None:
     say("")
     if report.interrupted:
         say("Interrupted: in-flight writes were allowed to finish; nothing else was started.")
+    if report.target_changed:
+        say(
+            f"Stopped: {neutral(report.plan.provider.target)} was replaced or deleted during "
+            "the apply; the writes before went to the old one; nothing else was started."
+        )
     say(
         f"Apply {'complete' if report.converged else 'incomplete'}: {counts['ok']} ok, "
         f"{counts['failed']} failed, {counts['not_started']} not started."
