@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from queue import Empty, SimpleQueue
 from typing import Any, Literal
 
 from reconciler.charges import compare_charges, silent_resources
@@ -241,6 +243,12 @@ class _Runner:
     Each write records its own outcome, in its worker thread: a Ctrl-C lands in the main
     thread at any bytecode, and must never leave a write that was sent recorded as "not
     started". The main thread only paces the writes and reports them.
+
+    Finished writes come back through a SimpleQueue, not `concurrent.futures.wait`: wait
+    takes every future's lock in a Python loop, and a Ctrl-C inside that loop leaves some
+    of them held by the main thread for good, so the workers' `set_result` blocks and the
+    drain never ends (seen in test_sigint_stops_cleanly_with_a_summary). `SimpleQueue.get`
+    is one C call: interrupted, it holds nothing.
     """
 
     def __init__(
@@ -248,35 +256,52 @@ class _Runner:
     ) -> None:
         self.provider, self.limit, self.on_result = provider, limit, on_result
         self.results = {id(c): ActionResult(c) for c in plan.changes}
-        self.pending: set[Future[ActionResult]] = set()
+        self.in_flight = 0  # submitted and not yet taken from `finished` (main thread only)
+        self.submitted = 0  # main thread only; one short at worst after a Ctrl-C
+        self.finished: SimpleQueue[ActionResult] = SimpleQueue()
+        self.finished_count = 0  # by the workers, after they put their result
+        self._count_lock = threading.Lock()
         self.target_changed = False
 
-    def _run(self, change: Change) -> ActionResult:
-        return _merge(self.results[id(change)], run_action(self.provider, change))
+    def _run(self, change: Change) -> None:
+        slot = self.results[id(change)]
+        try:
+            _merge(slot, run_action(self.provider, change))
+        finally:
+            self.finished.put(slot)
+            with self._count_lock:
+                self.finished_count += 1
 
     def run_phase(self, pool: ThreadPoolExecutor, batch: list[Change]) -> None:
         queue = list(reversed(batch))
-        while (queue and not self.target_changed) or self.pending:
-            while queue and not self.target_changed and len(self.pending) < self.limit:
-                self.pending.add(pool.submit(self._run, queue.pop()))
-            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                self.pending.discard(fut)
-                result = fut.result()
-                self.target_changed = self.target_changed or result.target_changed
-                self.on_result(result)
+        while (queue and not self.target_changed) or self.in_flight:
+            while queue and not self.target_changed and self.in_flight < self.limit:
+                pool.submit(self._run, queue.pop())
+                self.in_flight += 1
+                self.submitted += 1
+            result = self.finished.get()
+            self.in_flight -= 1
+            self.target_changed = self.target_changed or result.target_changed
+            self.on_result(result)
 
     def drain(self) -> None:
-        """After an interrupt: let in-flight writes finish and report them; start nothing."""
-        while self.pending:
+        """After an interrupt: let in-flight writes finish and report them; start nothing.
+
+        The main thread's counts may be one off after a Ctrl-C, so the end is when every
+        submitted write has put its result and the queue is empty (the pool's shutdown
+        still waits for a write the count missed, before verification).
+        """
+        while True:
             try:
-                done, _ = wait(self.pending)
+                result = self.finished.get(timeout=0.05)
+            except Empty:
+                if self.finished_count >= self.submitted:
+                    return
+                continue
             except KeyboardInterrupt:
                 continue  # a second Ctrl-C cannot stop a write already sent; keep waiting
-            for fut in done:
-                self.pending.discard(fut)
-                with contextlib.suppress(KeyboardInterrupt):
-                    self.on_result(fut.result())
+            with contextlib.suppress(KeyboardInterrupt):
+                self.on_result(result)
 
 
 def _merge(slot: ActionResult, res: ActionResult) -> ActionResult:
