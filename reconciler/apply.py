@@ -3,7 +3,8 @@
 Writes run in a safe order, in phases: numbers being stopped or paused go before their
 account is stopped or paused; an account is allowed or resumed before its numbers are.
 Within a phase, writes run with bounded concurrency. A failed write does not stop the
-others. Afterwards one bulk re-read of the accounts written to verifies the apply as a
+others, except one that finds the target itself changed (`ProviderTargetChanged`): then
+nothing more is started. Afterwards one bulk re-read of the accounts written to verifies the apply as a
 re-plan would: every planned field has its value, no other field of a managed resource
 changed, every planned number is still in its account; and what stays billed is stated
 from that re-read, never from the plan. Only resources in the plan are ever written.
@@ -14,15 +15,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from queue import Empty, SimpleQueue
 from typing import Any, Literal
 
 from reconciler.charges import compare_charges, silent_resources
-from reconciler.errors import ProviderError, ReconcilerError
+from reconciler.errors import ProviderError, ProviderTargetChanged, ReconcilerError
 from reconciler.models import (
     Change,
     Charges,
@@ -58,6 +61,7 @@ class ActionResult:
     error: str | None = None
     ms: float = 0.0
     started_at: str | None = None
+    target_changed: bool = False  # the write found the target replaced: start no more
 
     def to_dict(self) -> dict[str, Any]:
         c = self.change
@@ -129,11 +133,13 @@ class ApplyReport:
     results: list[ActionResult] = field(default_factory=list)
     verification: Verification | None = None
     interrupted: bool = False
+    target_changed: bool = False  # stopped: a write found the target replaced or deleted
 
     @property
     def converged(self) -> bool:
         return (
             not self.interrupted
+            and not self.target_changed
             and all(r.outcome == "ok" for r in self.results)
             and self.verification is not None
             and self.verification.ok
@@ -167,6 +173,7 @@ class ApplyReport:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "interrupted": self.interrupted,
+            "target_changed": self.target_changed,
             "converged": self.converged,
             "counts": self.counts(),
             "actions": [r.to_dict() for r in self.results],
@@ -203,6 +210,7 @@ def run_action(provider: Provider, change: Change) -> ActionResult:
         result.outcome = "ok"
     except ProviderError as exc:
         result.outcome, result.error = "failed", str(exc)
+        result.target_changed = isinstance(exc, ProviderTargetChanged)
     except Exception as exc:  # one bad write must not abort the others
         log.debug("action failed: address=%s", change.address, exc_info=True)
         result.outcome, result.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -226,18 +234,22 @@ def apply_changes(
     on_result: Callable[[ActionResult], None] = lambda r: None,
     grace: float = GRACE_SECONDS,
 ) -> ApplyReport:
-    """Run the plan's writes in safe phases; stop cleanly on KeyboardInterrupt: nothing new
-    starts, writes in flight get `grace` seconds, then are cut ("unknown" outcome)."""
+    """Run the plan's writes in safe phases. Stop cleanly on KeyboardInterrupt (nothing new
+    starts, writes in flight get `grace` seconds, then are cut: "unknown" outcome) and when
+    a write finds the target changed (in-flight writes finish, nothing more starts)."""
     report = ApplyReport(plan, started_at=_now())
     runner = _Runner(provider, plan, max(1, concurrency), on_result)
     report.results = list(runner.results.values())
     with ThreadPoolExecutor(max_workers=runner.limit, thread_name_prefix="apply") as pool:
         try:
             for ph in range(4):
+                if runner.target_changed:
+                    break
                 runner.run_phase(pool, [c for c in plan.changes if phase(c) == ph])
         except KeyboardInterrupt:
             report.interrupted = True
             runner.drain(grace)
+    report.target_changed = runner.target_changed
     report.finished_at = _now()
     return report
 
@@ -248,6 +260,12 @@ class _Runner:
     Each write records its own outcome, in its worker thread: a Ctrl-C lands in the main
     thread at any bytecode, and must never leave a write that was sent recorded as "not
     started". The main thread only paces the writes and reports them.
+
+    Finished writes come back through a SimpleQueue, not `concurrent.futures.wait`: wait
+    takes every future's lock in a Python loop, and a Ctrl-C inside that loop leaves some
+    of them held by the main thread for good, so the workers' `set_result` blocks and the
+    drain never ends (seen in test_sigint_stops_cleanly_with_a_summary). `SimpleQueue.get`
+    is one C call: interrupted, it holds nothing.
     """
 
     def __init__(
@@ -255,52 +273,71 @@ class _Runner:
     ) -> None:
         self.provider, self.limit, self.on_result = provider, limit, on_result
         self.results = {id(c): ActionResult(c) for c in plan.changes}
-        self.pending: set[Future[ActionResult]] = set()
+        self.in_flight = 0  # submitted and not yet taken from `finished` (main thread only)
+        self.submitted = 0  # main thread only; one short at worst after a Ctrl-C
+        self.finished: SimpleQueue[ActionResult] = SimpleQueue()
+        self.finished_count = 0  # by the workers, after they put their result
+        self._count_lock = threading.Lock()
+        self.target_changed = False
 
-    def _run(self, change: Change) -> ActionResult:
-        return _merge(self.results[id(change)], run_action(self.provider, change))
+    def _run(self, change: Change) -> None:
+        slot = self.results[id(change)]
+        try:
+            _merge(slot, run_action(self.provider, change))
+        finally:
+            self.finished.put(slot)
+            with self._count_lock:
+                self.finished_count += 1
 
     def run_phase(self, pool: ThreadPoolExecutor, batch: list[Change]) -> None:
         queue = list(reversed(batch))
-        while queue or self.pending:
-            while queue and len(self.pending) < self.limit:
-                self.pending.add(pool.submit(self._run, queue.pop()))
-            done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                self.pending.discard(fut)
-                self.on_result(fut.result())
+        while (queue and not self.target_changed) or self.in_flight:
+            while queue and not self.target_changed and self.in_flight < self.limit:
+                pool.submit(self._run, queue.pop())
+                self.in_flight += 1
+                self.submitted += 1
+            result = self.finished.get()
+            self.in_flight -= 1
+            self.target_changed = self.target_changed or result.target_changed
+            self.on_result(result)
 
     def drain(self, grace: float) -> None:
         """After an interrupt: start nothing; give in-flight writes `grace` seconds (a second
         interrupt ends it early), then cut them: a write cut mid-request may or may not have
-        landed, so it is "unknown" until the verification re-read settles it."""
+        landed, so it is "unknown" until the verification re-read settles it.
+
+        The main thread's counts may be one off after a Ctrl-C, so the end is when every
+        submitted write has put its result and the queue is empty (the pool's shutdown
+        still waits for a write the count missed, before verification).
+        """
         until = time.monotonic() + grace
         cut = False
-        while self.pending:
-            left = None if cut else max(0.0, until - time.monotonic())
+        while True:
             try:
-                done, _ = wait(self.pending, timeout=left)
-            except KeyboardInterrupt:
-                done, until = set(), 0.0
-            if not done and not cut and time.monotonic() >= until:
-                cut = True
-                self.provider.abort()
+                result = self.finished.get(timeout=0.05)
+            except Empty:
+                if self.finished_count >= self.submitted:
+                    return
+                if not cut and time.monotonic() >= until:
+                    cut = True
+                    self.provider.abort()
                 continue
-            for fut in done:
-                self.pending.discard(fut)
-                res = fut.result()
-                if cut and res.outcome == "failed":
-                    res.outcome, res.error = "unknown", f"{UNKNOWN} ({res.error})"
-                with contextlib.suppress(KeyboardInterrupt):
-                    self.on_result(res)
+            except KeyboardInterrupt:
+                until = 0.0  # a second interrupt ends the grace now
+                continue
+            if cut and result.outcome == "failed":
+                result.outcome, result.error = "unknown", f"{UNKNOWN} ({result.error})"
+            with contextlib.suppress(KeyboardInterrupt):
+                self.on_result(result)
 
 
 def _merge(slot: ActionResult, res: ActionResult) -> ActionResult:
-    slot.outcome, slot.error, slot.ms, slot.started_at = (
+    slot.outcome, slot.error, slot.ms, slot.started_at, slot.target_changed = (
         res.outcome,
         res.error,
         res.ms,
         res.started_at,
+        res.target_changed,
     )
     return slot
 

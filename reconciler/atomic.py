@@ -26,4 +26,6 @@ def write_atomic(path: str, text: str, prefix: str = ".reconciler-") -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        raise ReconcilerError(f"{path}: cannot write it ({exc.strerror or exc})") from None
+        # makedirs meeting a regular file where a directory should be says "File exists"
+        why = "Not a directory" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise ReconcilerError(f"{path}: cannot write it ({why})") from None

@@ -47,3 +47,9 @@ class ProviderNotFound(ProviderError):
 
 class ProviderTransientError(ProviderError):
     """A failure worth retrying (429, 5xx, connection) that outlived the retry budget."""
+
+
+class ProviderTargetChanged(ProviderError):
+    """What this run reads and writes is no longer the target it planned against (the
+    sandbox database file was replaced or deleted): no further write may be sent; an apply
+    stops and leaves the rest of its writes unstarted."""

@@ -259,3 +259,26 @@ def test_a_secret_key_on_the_command_line_is_warned_about(
     warned = "Warning: --secret-key on the command line is visible to other users" in err
     assert warned == on_command_line, err
     assert "cmdline-secret" not in out + err and "env-secret" not in out + err
+
+
+def test_a_stats_file_that_cannot_be_written_is_one_line(sandbox_db: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    env = _env(RECONCILER_SANDBOX_ACCESS_KEY="a", RECONCILER_SANDBOX_SECRET_KEY="s-long-enough")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sandbox", "serve", "--db", str(sandbox_db),
+         "--port", "0", "--stats-file", str(tmp_path / "afile" / "stats.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert "Serving the sandbox API" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines() == [
+        f"Error: {tmp_path / 'afile' / 'stats.json'}: cannot write it (Not a directory)"
+    ]

@@ -117,7 +117,9 @@ def test_server_access_log_and_errors_never_show_credentials(tmp_path):
     )
     assert proc.stdout is not None
     first = proc.stdout.readline()
-    url = first.split("at ", 1)[1].split(" ", 1)[0]
+    if first.startswith("Warning: --secret-key"):  # a key on the command line is warned about
+        first += proc.stdout.readline()
+    url = first.split("Serving the sandbox API at ", 1)[1].split(" ", 1)[0]
     requests.get(url + "/accounts", auth=(ACCESS, SECRET), timeout=10)
     requests.get(url + "/accounts", auth=(ACCESS, SECRET + "x"), timeout=10)
     requests.get(url + "/accounts", headers={"Authorization": f"Basic {TOKEN}"}, timeout=10)

@@ -236,7 +236,7 @@ def neutral(text: str) -> str:
 def _action_line(r: ActionResult) -> str:
     c = r.change
     what = f"{c.action} {c.address.replace('.', ' ', 1)} {c.field}: {c.from_} -> {c.to}"
-    tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {neutral(r.error or '')}"
+    tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {neutral(r.error)}" if r.error else ""
     return f"  {r.outcome:<7} {what}{tail}"
 
 
@@ -249,6 +249,11 @@ def _summary(report: ApplyReport, say: Callable[[str], None]) -> None:
         say(
             f"Interrupted: nothing else was started; writes in flight had {GRACE_SECONDS:g} s "
             "to finish, then were cut (their outcome is settled by the re-read)."
+        )
+    if report.target_changed:
+        say(
+            f"Stopped: {neutral(report.plan.provider.target)} was replaced or deleted during "
+            "the apply; the writes before went to the old one; nothing else was started."
         )
     unknown = f", {counts['unknown']} outcome unknown" if counts["unknown"] else ""
     say(

@@ -394,7 +394,7 @@ def _serve(
 
 
 def _write_stats(path: Path, snapshot: dict[str, Any]) -> None:
-    """Atomically, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomically, so a reader never sees half a file; an I/O error is one line."""
+    from reconciler.atomic import write_atomic
+
+    write_atomic(str(path), json.dumps(snapshot, indent=2, sort_keys=True) + "\n")

@@ -305,13 +305,22 @@ def dump_fleet(store: SandboxStore) -> dict[str, Any]:
 
 
 def write_fleet(data: dict[str, Any], path: Path | str) -> None:
-    """Write fleet data as JSON (for a .json path) or YAML."""
+    """Write fleet data as JSON (for a .json path) or YAML; a local I/O failure is one line
+    naming the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        if path.suffix.lower() == ".json":
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        else:
-            dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-            yaml.dump(data, fh, Dumper=dumper, sort_keys=False, allow_unicode=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            if path.suffix.lower() == ".json":
+                json.dump(data, fh, indent=1)
+                fh.write("\n")
+            else:
+                dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+                yaml.dump(data, fh, Dumper=dumper, sort_keys=False, allow_unicode=True)
+    except OSError as exc:
+        reason = (
+            f"{exc.filename} is not a directory"
+            if isinstance(exc, FileExistsError)
+            else exc.strerror or str(exc)
+        )
+        raise FleetError(f"{path}: cannot write the fleet file ({reason})") from None

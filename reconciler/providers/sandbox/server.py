@@ -13,6 +13,13 @@
 - Fault injection for tests and benchmarks, in this order on every request: latency, rate
   limit (429), error rate (503, before auth or any database access), and for writes the
   drop rate (the write commits, then the connection closes without a response).
+- A database replaced under the server (`sandbox init` renames a new file over the path)
+  is reopened at the next request: one stat per request compares the path with the file
+  the store opened; the old connections are closed and one line is logged. While nothing
+  usable is at the path (deleted, or not a sandbox database) every request is 503 with
+  Retry-After, until a database appears there again. A request that raced the rename is
+  503 too: a write committed to the old file is lost, and the client's retry (writes are
+  idempotent sets) lands in the new one.
 
 `start_server(...)` runs it in a background thread and returns a `RunningServer`.
 """
@@ -41,7 +48,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from reconciler.errors import ProviderNotFound
 from reconciler.providers.sandbox.fleet import ID_PATTERN
-from reconciler.providers.sandbox.store import BadValue, Conflict, SandboxStore
+from reconciler.providers.sandbox.store import (
+    BadValue,
+    Conflict,
+    DatabaseReplaced,
+    SandboxDbError,
+    SandboxStore,
+)
 from reconciler.providers.wire import MAX_PER_PAGE
 
 BASE_PATH = "/api/v1"
@@ -49,6 +62,8 @@ DEFAULT_PER_PAGE = 100
 MAX_BODY_BYTES = 1024 * 1024
 SOCKET_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
+# The client is not told the server's file paths; the server log names them.
+UNAVAILABLE = "the sandbox database is being replaced or is not usable; retry shortly"
 
 log = logging.getLogger("reconciler.sandbox.server")
 access_log = logging.getLogger("reconciler.sandbox.access")
@@ -330,6 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
     request_timeout = REQUEST_TIMEOUT_S  # ...and so does one that trickles its request
     disable_nagle_algorithm = True  # headers and body are separate writes
     server: SandboxHTTPServer
+    _store: SandboxStore  # the server's store when this request started
 
     def setup(self) -> None:
         super().setup()
@@ -363,6 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
                     {"WWW-Authenticate": 'Basic realm="reconciler-sandbox", charset="UTF-8"'},
                 )
             name, ids = resolve(self.command, self.path)
+            self._store = self.server.current_store()
             getattr(self, f"_{name}")(ids, body)
         except HttpError as exc:
             self._send(exc.status, {"status": "error", "reason": exc.reason}, exc.headers)
@@ -372,6 +389,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"status": "error", "reason": str(exc)})
         except Conflict as exc:
             self._send(409, {"status": "error", "reason": str(exc)})
+        except DatabaseReplaced:
+            # Raced the rename: the next request reopens; a write here went to the old file.
+            self._send(503, {"status": "error", "reason": UNAVAILABLE}, {"Retry-After": "1"})
+        except SandboxDbError as exc:
+            self.server.warn_once(f"sandbox database: {exc}")
+            self._send(503, {"status": "error", "reason": UNAVAILABLE}, {"Retry-After": "1"})
         except (ConnectionError, TimeoutError):
             self.close_connection = True
         except Exception:
@@ -442,21 +465,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _list_accounts(self, ids: list[str], body: bytes) -> None:
         page, per_page = _page_args(urlsplit(self.path).query)
-        items, total = self.server.store.list_accounts(page, per_page)
+        items, total = self._store.list_accounts(page, per_page)
         self._send(200, envelope("accounts", items, total, page, per_page))
 
     def _get_account(self, ids: list[str], body: bytes) -> None:
-        self._send(200, self.server.store.get_account(_check_id(ids[0], "account")))
+        self._send(200, self._store.get_account(_check_id(ids[0], "account")))
 
     def _list_numbers(self, ids: list[str], body: bytes) -> None:
         account_id = _check_id(ids[0], "account")
         page, per_page = _page_args(urlsplit(self.path).query)
-        items, total = self.server.store.list_numbers_json(account_id, page, per_page)
+        items, total = self._store.list_numbers_json(account_id, page, per_page)
         self._send_body(200, envelope_json("numbers", items, total, page, per_page))
 
     def _get_number(self, ids: list[str], body: bytes) -> None:
         account_id, number_id = _check_id(ids[0], "account"), _check_id(ids[1], "number")
-        self._send(200, self.server.store.get_number(account_id, number_id))
+        self._send(200, self._store.get_number(account_id, number_id))
 
     def _set_status(self, ids: list[str], body: bytes) -> None:
         account_id = _check_id(ids[0], "account")
@@ -465,7 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
         if status not in ("active", "paused", "stopped"):
             raise HttpError(400, "status must be one of active, paused, stopped")
         drop = self.server.faults.chance(self.server.faults.drop_rate)
-        account = self.server.store.set_account_status(account_id, status, "http")
+        account = self._store.set_account_status(account_id, status, "http")
         self._reply_write(drop, {"status": "success", "account": account})
 
     def _update_number(self, ids: list[str], body: bytes) -> None:
@@ -477,7 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(value, bool):
                 raise HttpError(400, f"{key} must be true or false")
         drop = self.server.faults.chance(self.server.faults.drop_rate)
-        number = self.server.store.update_number(account_id, number_id, **data, via="http")
+        number = self._store.update_number(account_id, number_id, **data, via="http")
         self._reply_write(drop, {"status": "success", "number": number})
 
     def _reply_write(self, drop: bool, payload: dict[str, Any]) -> None:
@@ -563,7 +586,45 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.stats = ServerStats()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._store_lock = threading.Lock()
+        self._warn_lock = threading.Lock()
+        self._last_warning: str | None = None
         super().__init__(address, _Handler)
+
+    def current_store(self) -> SandboxStore:
+        """The store for a request: the database now at the path (reopened if replaced).
+
+        HttpError 503 while nothing usable is there; one log line per change of state.
+        """
+        store = self.store
+        if store.same_file():  # one stat: the common case takes no lock
+            return store
+        with self._store_lock:
+            store = self.store
+            if store.same_file():  # another thread reopened it meanwhile
+                return store
+            try:
+                fresh = SandboxStore(store.path)
+            except SandboxDbError as exc:
+                self.warn_once(f"sandbox database unusable, answering 503 until it is back: {exc}")
+                raise HttpError(503, UNAVAILABLE, {"Retry-After": "1"}) from None
+            fresh.set_trace(store.trace)
+            self.store = fresh
+        with self._warn_lock:
+            self._last_warning = None
+        store.close()  # busy connections close when their call returns
+        log.warning(
+            "sandbox database %s was replaced: reopened it, serving the new data", fresh.path
+        )
+        return fresh
+
+    def warn_once(self, message: str) -> None:
+        """Log a database problem once, not once per request while it lasts."""
+        with self._warn_lock:
+            if message == self._last_warning:
+                return
+            self._last_warning = message
+        log.warning("%s", message)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that broke mid-request is routine; anything else is logged."""

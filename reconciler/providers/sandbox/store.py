@@ -11,6 +11,19 @@ Connections come from a small pool: each thread takes one for the duration of a 
 hands it back, so a threaded server uses one connection per busy thread without leaking a
 connection per short-lived thread.
 
+The file's identity (st_dev, st_ino) is recorded when the store opens it, and `sandbox init`
+replaces a database by renaming a new file over the path: connections opened before keep
+using the old, unlinked file. So every call checks the path still names the file it opened
+(one stat, never per row) and raises `DatabaseReplaced` otherwise: reads before they start
+and after their snapshot ends (data read from a file no longer at the path is never
+returned), writes once they hold the write lock (nothing is written to an old file) and
+again after COMMIT. A write whose COMMIT raced the rename went to the old file: it is
+reported as lost (`DatabaseReplaced` with `committed=True`), never as done. A new
+connection is only used if the path names the recorded file before and after opening it.
+
+Any sqlite3.DatabaseError (a damaged or foreign file) becomes a `SandboxDbError`: one line
+naming the path and SQLite's reason.
+
 Rows are plain tuples in `ACCOUNT_COLUMNS` / `NUMBER_COLUMNS` order; `account_to_wire` and
 `number_to_wire` turn them into the SPEC §7 wire shapes (money as "3.00", times ISO-8601 Z).
 """
@@ -29,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from reconciler.errors import ProviderError, ProviderNotFound
+from reconciler.errors import ProviderError, ProviderNotFound, ProviderTargetChanged
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
@@ -54,6 +67,7 @@ NUMBER_COLUMNS = (
     "updated",
 )
 Row = tuple[Any, ...]
+FileId = tuple[int, int]  # (st_dev, st_ino)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -137,6 +151,22 @@ class SandboxDbError(ProviderError):
     """The database file is missing, not SQLite, or not a sandbox database."""
 
 
+class DatabaseReplaced(SandboxDbError, ProviderTargetChanged):
+    """The file at the database path is not the one this store opened (replaced or deleted)."""
+
+    def __init__(self, path: Path, *, committed: bool = False) -> None:
+        what = (
+            "this write was committed to the old file and is lost; nothing more was written"
+            if committed
+            else "nothing more was written"
+        )
+        super().__init__(
+            f"{path}: the sandbox database was replaced or deleted while this run was using it "
+            f"(by `sandbox init`?); {what} — re-run to plan against the new database"
+        )
+        self.committed = committed
+
+
 class NotFound(ProviderNotFound):
     """No such account, or no such number in that account."""
 
@@ -192,11 +222,16 @@ def create_database(path: Path | str, accounts: Iterable[Row], numbers: Iterable
     """Create or replace the database at `path` with these rows, atomically.
 
     The new database is built in a temporary file next to `path` and moved over it with
-    os.replace, so readers see either the old database or the complete new one.
+    os.replace, so readers see either the old database or the complete new one. A local
+    I/O failure (a parent that is a file, a full disk) is a `SandboxDbError` naming the
+    path, and the temporary file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _cannot_create(path, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -207,10 +242,27 @@ def create_database(path: Path | str, accounts: Iterable[Row], numbers: Iterable
         for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+            with suppress(OSError):
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _cannot_create(path, exc) from None
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise SandboxDbError(f"{path}: cannot create the sandbox database ({exc})") from None
         raise
+
+
+def _cannot_create(path: Path, exc: OSError) -> SandboxDbError:
+    if isinstance(exc, FileExistsError):  # mkdir of a parent that is a regular file
+        reason = f"{exc.filename} is not a directory"
+    elif isinstance(exc, NotADirectoryError):
+        reason = "a parent of it is a regular file, not a directory"
+    elif isinstance(exc, IsADirectoryError) and exc.filename2 is not None:
+        reason = f"{path} is a directory"
+    else:
+        reason = exc.strerror or str(exc)
+    return SandboxDbError(f"{path}: cannot create the sandbox database ({reason})")
 
 
 def _fill(tmp: Path, accounts: Iterable[Row], numbers: Iterable[Row]) -> None:
@@ -255,19 +307,38 @@ class SandboxStore:
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
         self._trace: Callable[[str], None] | None = None
-        if not self.path.is_file():
+        if self.path.is_dir():
+            raise SandboxDbError(
+                f"{self.path}: is a directory, not a sandbox database; create one with "
+                f"`reconciler sandbox init --db FILE --from FLEET.yaml`"
+            )
+        file_id = file_identity(self.path) if self.path.is_file() else None
+        if file_id is None:
             raise SandboxDbError(
                 f"{self.path}: no such sandbox database; create it with "
                 f"`reconciler sandbox init --db {self.path} --from FLEET.yaml` "
                 f"or `reconciler sandbox generate --db {self.path} ...`"
             )
+        self.file_id: FileId = file_id
         self._check_schema()
+
+    # the file's identity --------------------------------------------------------------
+
+    def same_file(self) -> bool:
+        """Whether the database path still names the file this store opened."""
+        return file_identity(self.path) == self.file_id
+
+    def check_same_file(self, *, committed: bool = False) -> None:
+        """Raise `DatabaseReplaced` unless the path still names the file this store opened."""
+        if file_identity(self.path) != self.file_id:
+            raise DatabaseReplaced(self.path, committed=committed)
 
     # connections ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         # mode=rw: never create an empty file if the database vanished meanwhile.
         uri = f"file:{quote(str(self.path.absolute()))}?mode=rw"
+        self.check_same_file()
         try:
             conn = sqlite3.connect(
                 uri,
@@ -276,13 +347,30 @@ class SandboxStore:
                 isolation_level=None,
                 check_same_thread=False,  # pooled: used by one thread at a time
             )
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+        try:
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as exc:
-            raise SandboxDbError(f"{self.path}: not a usable sandbox database ({exc})") from None
+            # The same file before and after opening: this connection has that file open.
+            self.check_same_file()
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._unusable(exc) from None
+            raise
         conn.set_trace_callback(self._trace)
         return conn
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> SandboxDbError:
+        """A SQLite error as one line: the path, SQLite's reason, and what to do."""
+        if isinstance(exc, sqlite3.OperationalError):  # locked, I/O error, disk full, ...
+            return SandboxDbError(f"{self.path}: cannot use the sandbox database ({exc})")
+        return SandboxDbError(
+            f"{self.path}: not a usable sandbox database ({exc}); re-create it with "
+            f"`reconciler sandbox init --db {self.path} --from FLEET.yaml`"
+        )
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -292,11 +380,18 @@ class SandboxStore:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self._connect()
+        healthy = False
         try:
             yield conn
+            healthy = True
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+        except ProviderError:
+            healthy = True  # the store's own refusals leave the connection as it was
+            raise
         finally:
             with self._lock:
-                keep = not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS
+                keep = healthy and not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS
                 if keep:
                     self._idle.append(conn)
             if not keep:
@@ -304,9 +399,14 @@ class SandboxStore:
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        writing = begin == "BEGIN IMMEDIATE"
         with self._conn() as conn:
+            if not writing:
+                self.check_same_file()  # no read of a file that is gone already
             conn.execute(begin)
             try:
+                if writing:
+                    self.check_same_file()  # with the write lock held, before any change
                 yield conn
             except BaseException:
                 # The original error is the one worth reporting.
@@ -314,6 +414,8 @@ class SandboxStore:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        # Written, or read, from the file at the path: else the write is lost, the data old.
+        self.check_same_file(committed=writing)
 
     def _read(self) -> Any:
         """A read transaction: one consistent snapshot for several SELECTs."""
@@ -322,6 +424,11 @@ class SandboxStore:
     def _write(self) -> Any:
         """A write transaction that holds the write lock from its first statement."""
         return self._transaction("BEGIN IMMEDIATE")
+
+    @property
+    def trace(self) -> Callable[[str], None] | None:
+        """The callback `set_trace` installed, if any."""
+        return self._trace
 
     def set_trace(self, callback: Callable[[str], None] | None) -> None:
         """Call `callback(sql)` for every statement run from now on (tests count queries)."""
@@ -345,11 +452,14 @@ class SandboxStore:
         self.close()
 
     def _check_schema(self) -> None:
-        try:
-            with self._conn() as conn:
+        with self._conn() as conn:
+            try:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise SandboxDbError(f"{self.path}: not a sandbox database ({exc})") from None
+            except sqlite3.DatabaseError as exc:
+                raise SandboxDbError(
+                    f"{self.path}: not a sandbox database ({exc}); re-create it with "
+                    f"`reconciler sandbox init --db {self.path} --from FLEET.yaml`"
+                ) from None
         if row is None or row[0] != str(SCHEMA_VERSION):
             found = "none" if row is None else row[0]
             raise SandboxDbError(
@@ -411,7 +521,9 @@ class SandboxStore:
         offset = min((page - 1) * per_page, _MAX_OFFSET)
         args = {"account": account_id, "limit": per_page, "offset": offset}
         with self._conn() as c:
+            self.check_same_file()
             exists, total, joined = c.execute(_NUMBERS_PAGE_JSON, args).fetchone()
+        self.check_same_file()
         if not exists:
             raise NotFound(f"no account {_short(account_id)}")
         return f"[{joined or ''}]", total
@@ -557,6 +669,15 @@ class SandboxStore:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (now, resource, field, old, new, via),
         )
+
+
+def file_identity(path: Path) -> FileId | None:
+    """(st_dev, st_ino) of the file at `path`, or None when nothing can be found there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _b(value: bool) -> str:
