@@ -367,9 +367,10 @@ def verify(
     _check_unplanned(ver, plan, before, after, desired)
     billing = desired.settings.billing
     scope = [a for a in desired.accounts if a in before.accounts]
-    old, _ = silent_resources([before.accounts[a] for a in scope], {}, {}, billing.default_fee)
+    fees = (billing.default_fee, billing.default_account_fee)
+    old, _ = silent_resources([before.accounts[a] for a in scope], {}, {}, *fees)
     new, _ = silent_resources(
-        [after.accounts.get(a) or before.accounts[a] for a in scope], {}, {}, billing.default_fee
+        [after.accounts.get(a) or before.accounts[a] for a in scope], {}, {}, *fees
     )
     charges = compare_charges(old, new, currency=billing.currency)
     # After an apply, "live now" is the re-read: the same figure as what stays billed.

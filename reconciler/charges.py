@@ -45,6 +45,7 @@ class _Silent:
     fee: Decimal
     why: str
     since: datetime | None
+    estimated: bool = False  # the provider reports no fee: a billing default is counted
 
 
 def silent_resources(
@@ -52,19 +53,22 @@ def silent_resources(
     final_status: Mapping[str, str],
     final_calls: Mapping[str, str],
     default_fee: Decimal,
+    default_account_fee: Decimal = ZERO,
 ) -> tuple[dict[str, _Silent], dict[str, _Silent]]:
     """Every resource that cannot ring before and after `final_*` (id / E.164 -> value)
     are applied, each keyed by address, in account and number order. One pass: a fleet
-    has 100,000 numbers."""
+    has 100,000 numbers. A number whose calls the provider does not report counts as
+    able to ring (it is never changed, and nothing says it is silent)."""
     before: dict[str, _Silent] = {}
     after: dict[str, _Silent] = {}
     for acc in accounts:
         was_stopped = acc.status == "stopped"
         is_stopped = final_status.get(acc.id, acc.status) == "stopped"
         if was_stopped or is_stopped:
-            fee = acc.monthly_fee if acc.monthly_fee is not None else ZERO
+            guess = acc.monthly_fee is None
+            fee = default_account_fee if guess else acc.monthly_fee
             since = acc.updated if was_stopped else None
-            item = _Silent(acc, None, fee, "account stopped", since)
+            item = _Silent(acc, None, fee, "account stopped", since, guess)
             if was_stopped:
                 before[f"account.{acc.id}"] = item
             if is_stopped:
@@ -77,13 +81,14 @@ def silent_resources(
                 continue
             since = num.active_changed if num.calls == "stopped" else None
             fee = number_fee(num, default_fee)
+            guess = num.renewal_fee is None
             address = f"number.{num.number}"
             if now_silent:
                 why = "calls stopped" if num.calls == "stopped" else "account stopped"
-                before[address] = _Silent(acc, num, fee, why, since)
+                before[address] = _Silent(acc, num, fee, why, since, guess)
             if then_silent:
                 why = "calls stopped" if calls == "stopped" else "account stopped"
-                after[address] = _Silent(acc, num, fee, why, since)
+                after[address] = _Silent(acc, num, fee, why, since, guess)
     return before, after
 
 
@@ -103,6 +108,7 @@ def compare_charges(
         resumed_monthly=money(sum((s.fee for s in resumed), ZERO)),
         items=[_item(s, new=a not in before) for a, s in after.items()],
         resumed_items=[_item(s, new=False) for s in resumed],
+        estimated=sum(s.estimated for s in after.values()),
     )
 
 
@@ -113,9 +119,12 @@ def compute_charges(
     *,
     currency: str,
     default_fee: Decimal,
+    default_account_fee: Decimal = ZERO,
 ) -> Charges:
     """Charges of a plan: live now against live with the plan's final values."""
-    before, after = silent_resources(accounts, final_status, final_calls, default_fee)
+    before, after = silent_resources(
+        accounts, final_status, final_calls, default_fee, default_account_fee
+    )
     return compare_charges(before, after, currency=currency)
 
 
@@ -134,4 +143,5 @@ def _item(s: _Silent, *, new: bool) -> ChargeItem:
         why=s.why,
         new=new,
         stopped_since=None if new else jsonable(s.since),
+        estimated=s.estimated,
     )

@@ -22,15 +22,17 @@ PLAN_ADDRESS = "plan"  # findings about the plan as a whole
 ACCOUNTS_LISTED = 5
 
 
-def can_ring(status: str, calls: str) -> bool:
-    """SPEC §2: a number rings only when its account is not stopped and its calls allowed."""
-    return status != "stopped" and calls == "allowed"
+def can_ring(status: str, calls: str | None) -> bool:
+    """SPEC §2: a number rings only when its account is not stopped and its calls allowed.
+    Calls the provider does not report (None) are taken to be allowed: a guard must never
+    assume a number is already silent."""
+    return status != "stopped" and calls != "stopped"
 
 
-def is_swapped(status: str, calls: str, swapping: str) -> bool:
+def is_swapped(status: str, calls: str | None, swapping: str | None) -> bool:
     """SPEC §2: swapped on websites only when it can ring, its account is active and its
-    own swapping is active."""
-    return status == "active" and calls == "allowed" and swapping == "active"
+    own swapping is active (not reported: taken to be active, as for `can_ring`)."""
+    return status == "active" and calls != "stopped" and swapping != "paused"
 
 
 @dataclass(slots=True)
@@ -117,7 +119,12 @@ def _protected_by_effect(b: _Builder, fx: AccountEffects) -> None:
             continue
         if e.silenced:
             calls = e.number.recent_calls
-            lost = f"unable to ring ({calls} call{'s' if calls != 1 else ''} in the last 30 days)"
+            took = (
+                "its call count is not reported"
+                if calls is None
+                else f"{calls} call{'s' if calls != 1 else ''} in the last 30 days"
+            )
+            lost = f"unable to ring ({took})"
         else:
             lost = "no longer swapped on websites"
         b.error(
@@ -136,34 +143,44 @@ TOP_CALLERS = 3
 def _recent_calls(b: _Builder, fx: AccountEffects) -> None:
     acc, account_change, effects = fx.acc, fx.change, fx.effects
     silenced = [e.number for e in effects if e.silenced]
+    unknown = [n for n in silenced if n.recent_calls is None]
     if account_change is not None:
-        calls = sum(n.recent_calls for n in silenced)
-        if calls <= 0:
+        counted = [n for n in silenced if n.recent_calls is not None]
+        calls = sum(n.recent_calls or 0 for n in counted)
+        if calls <= 0 and not unknown:
             return
-        top = sorted(silenced, key=lambda n: -n.recent_calls)[:TOP_CALLERS]
+        top = sorted(counted, key=lambda n: -(n.recent_calls or 0))[:TOP_CALLERS]
         listed = ", ".join(f"{n.number} ({n.recent_calls})" for n in top if n.recent_calls)
-        more = len(silenced) - len(top)
+        more = len(counted) - len(top)
+        tail = f"{f', and {more} more' if more > 0 else ''}"
+        if unknown:
+            tail += f"; call counts are not reported for {len(unknown)} of them"
         c = account_change  # only a stop silences numbers
         b.warn(
             "recent_calls",
             c.address,
             f"stopping account {acc.id} silences {len(silenced)} number"
             f"{'s' if len(silenced) != 1 else ''} that took {calls} call"
-            f"{'s' if calls != 1 else ''} in the last 30 days: {listed}"
-            f"{f', and {more} more' if more > 0 else ''}; callers will hear a disconnected tone",
+            f"{'s' if calls != 1 else ''} in the last 30 days"
+            f"{f': {listed}' if listed else ''}{tail}; callers will hear a disconnected tone",
             c.source,
         )
         return
     desired = {n.number: n for n in acc.numbers}
     for n in silenced:
-        if n.recent_calls <= 0:
+        if n.recent_calls is not None and n.recent_calls <= 0:
             continue
         num = desired[n.number]
+        took = (
+            "whose call counts the provider does not report"
+            if n.recent_calls is None
+            else f"that took {n.recent_calls} call{'s' if n.recent_calls != 1 else ''} in the "
+            "last 30 days"
+        )
         b.warn(
             "recent_calls",
             f"number.{n.number}",
-            f"stopping {n.number} silences a number that took {n.recent_calls} call"
-            f"{'s' if n.recent_calls != 1 else ''} in the last 30 days; callers will hear a "
+            f"stopping {n.number} silences a number {took}; callers will hear a "
             "disconnected tone",
             num.source.at(num.field_lines, "calls"),
         )

@@ -34,7 +34,15 @@ def _comment(text: str) -> str:
 
 
 def account_yaml(acc: LiveAccount) -> str:
-    """The account file text for a live account: status and every number as they are now."""
+    """The account file text for a live account: status and every number as they are now
+    (a field the provider does not report is left out: the file then wants the default,
+    which a plan leaves alone)."""
+    if acc.status not in ("active", "paused", "stopped"):
+        shown = repr(acc.status) if acc.status else "no status"
+        raise ReconcilerError(
+            f"account {acc.id} has {shown} at the provider; reconciler manages only active, "
+            "paused and stopped accounts, so it cannot be imported"
+        )
     ident = acc.id if acc.id.isdigit() and not acc.id.startswith("0") else _q(acc.id)
     lines = [
         MODELINE,
@@ -53,9 +61,9 @@ def account_yaml(acc: LiveAccount) -> str:
 def _number_lines(num: LiveNumber) -> list[str]:
     label = " / ".join(x for x in (num.name, num.source_name) if x)
     out = [f"  - number: {_q(num.number)}" + (f"  # {_comment(label)}" if label else "") + "\n"]
-    if num.calls != "allowed":
+    if num.calls not in (None, "allowed"):
         out.append(f"    calls: {num.calls}\n")
-    if num.swapping != "active":
+    if num.swapping not in (None, "active"):
         out.append(f"    swapping: {num.swapping}\n")
     return out
 

@@ -269,7 +269,15 @@ class BillingSettings(StrictModel):
         Annotated[str, StringConstraints(pattern=MONEY_PATTERN)] | Annotated[float, Field(ge=0)]
     ) = Field("3.00", description='Used when the provider reports no fee; e.g. "3.00".')
 
-    @field_validator("default_number_monthly_fee", mode="after")
+    default_account_monthly_fee: (
+        Annotated[str, StringConstraints(pattern=MONEY_PATTERN)] | Annotated[float, Field(ge=0)]
+    ) = Field(
+        "0.00",
+        description="Used when the provider reports no account subscription fee; "
+        'e.g. "49.00". Figures that use it are marked estimated.',
+    )
+
+    @field_validator("default_number_monthly_fee", "default_account_monthly_fee", mode="after")
     @classmethod
     def _money(cls, v: str | float) -> str:
         return str(Decimal(str(v)).quantize(Decimal("0.01")))
@@ -277,6 +285,10 @@ class BillingSettings(StrictModel):
     @property
     def default_fee(self) -> Decimal:
         return Decimal(str(self.default_number_monthly_fee))
+
+    @property
+    def default_account_fee(self) -> Decimal:
+        return Decimal(str(self.default_account_monthly_fee))
 
 
 class Settings(StrictModel):
@@ -367,14 +379,16 @@ class LiveNumber:
     id: str
     account_id: str
     number: str
-    calls: Calls
-    swapping: Swapping
-    online: bool  # its source is on-site (dynamic): only those can be paused
+    # None: the provider does not report it (no `active` / `paused` / `source` / `stats.calls`
+    # in its number object). The plan never changes a field it cannot see.
+    calls: Calls | None
+    swapping: Swapping | None
+    online: bool | None  # its source is on-site (dynamic): only those can be paused
     name: str = ""
     formatted: str = ""
     source_name: str = ""
     renewal_fee: Decimal | None = None  # stats.renewal_costs
-    recent_calls: int = 0  # stats.calls: calls in the last 30 days
+    recent_calls: int | None = 0  # stats.calls: calls in the last 30 days
     active_changed: datetime | None = None
     updated: datetime | None = None
 
@@ -383,7 +397,9 @@ class LiveNumber:
 class LiveAccount:
     id: str
     name: str
-    status: AccountStatus
+    # as the provider reports it: anything but active/paused/stopped (`canceled`, "" when
+    # missing) is `unsupported_status` in a plan, and that account is not planned
+    status: str
     monthly_fee: Decimal | None = None
     updated: datetime | None = None
     numbers: list[LiveNumber] = field(default_factory=list)
@@ -472,6 +488,10 @@ class ChargeItem(PlanModel):
     why: str = Field(description="account stopped | calls stopped")
     new: bool = Field(description="Newly stopped by this plan.")
     stopped_since: str | None = None
+    estimated: bool = Field(
+        False,
+        description="The provider reports no fee for it: the billing default is counted.",
+    )
 
 
 class Charges(PlanModel):
@@ -498,6 +518,11 @@ class Charges(PlanModel):
     )
     resumed_items: list[ChargeItem] = Field(
         default_factory=list, description="Every resource in resumed_monthly."
+    )
+    estimated: int = Field(
+        0,
+        description="How many items of stopped_monthly_total count a billing default "
+        "because the provider reports no fee for them.",
     )
 
 

@@ -36,6 +36,7 @@ from reconciler.windows import effective, schedule_missed, window_warning
 
 UNMANAGED_LISTED = 5
 
+LIVE_STATUSES = frozenset({"active", "paused", "stopped"})
 ACCOUNT_ACTIONS = {
     ("active", "paused"): "pause",
     ("paused", "active"): "resume",
@@ -44,6 +45,7 @@ ACCOUNT_ACTIONS = {
     ("stopped", "active"): "allow",
     ("stopped", "paused"): "allow",
 }
+WIRE_FIELD = {"calls": "active", "swapping": "paused"}
 NUMBER_ACTIONS = {
     ("calls", "allowed", "stopped"): "stop",
     ("calls", "stopped", "allowed"): "allow",
@@ -81,6 +83,10 @@ class _Builder:
     duplicates: dict[str, list[tuple[str, LiveNumber]]] = field(default_factory=dict)
     # desired numbers their account does not list live, in plan order (see _numbers_elsewhere)
     missing: list[tuple[DesiredAccount, DesiredNumber]] = field(default_factory=list)
+    # account id -> fields the provider does not report for numbers the config leaves at
+    # the default (one `not_reported` warning per account), and how many numbers
+    not_reported: dict[str, set[str]] = field(default_factory=dict)
+    not_reported_numbers: dict[str, set[str]] = field(default_factory=dict)
     default_fee: Decimal = field(init=False)
     stale_after: timedelta = field(init=False)
     due_grace: timedelta = field(init=False)
@@ -161,6 +167,18 @@ def build_plan(
                 acc.source,
             )
             continue
+        if live_acc.status not in LIVE_STATUSES:
+            shown = repr(live_acc.status) if live_acc.status else "none"
+            b.error(
+                "unsupported_status",
+                f"account.{acc.id}",
+                f"account {acc.id} ({live_acc.name or acc.name or 'no name'}) has status "
+                f"{shown} at the provider; reconciler manages only active, paused and stopped "
+                "accounts, so nothing is planned for it. Leave it out of --account, or remove "
+                "its file until the provider reports a status reconciler knows",
+                acc.source,
+            )
+            continue
         _plan_account(b, acc, live_acc)
     _numbers_elsewhere(b, live)
     account_guards(b)
@@ -175,6 +193,7 @@ def build_plan(
         b.final_calls,
         currency=billing.currency,
         default_fee=billing.default_fee,
+        default_account_fee=billing.default_account_fee,
     )
     summary = Summary(unchanged=b.unchanged)
     for c in b.changes:
@@ -290,6 +309,17 @@ def _plan_account(b: _Builder, acc: DesiredAccount, live: LiveAccount) -> None:
         unmanaged = [n for n in live.numbers if n.number not in wanted and n.number not in dups]
     _unmanaged(b, acc, live, unmanaged)
     _not_effective_account(b, acc, live, final_status)
+    if acc.id in b.not_reported:
+        fields = " and ".join(sorted(b.not_reported[acc.id]))
+        count = len(b.not_reported_numbers[acc.id])
+        b.warn(
+            "not_reported",
+            address,
+            f"the provider does not report {fields} for {count} number(s) of account {acc.id}; "
+            "the config wants the default there, so they are left as they are (reconciler "
+            "never changes a field it cannot see)",
+            acc.source,
+        )
     b.accounts.append(
         AccountSummary(
             id=acc.id,
@@ -324,14 +354,32 @@ def _plan_number(
         if value == current:
             continue
         src = num.source.at(num.field_lines, fld)
+        if current is None:  # the provider does not report this field
+            if value == default:
+                b.not_reported.setdefault(acc.id, set()).add(fld)
+                b.not_reported_numbers.setdefault(acc.id, set()).add(num.number)
+            else:
+                b.error(
+                    "not_reported",
+                    address,
+                    f"the provider does not report {fld} of {num.number} (its number object "
+                    f"has no `{WIRE_FIELD[fld]}`), so reconciler cannot see or set it; "
+                    f"{fld}: {value} cannot be planned. Check with `reconciler doctor`",
+                    src,
+                )
+            continue
         action = NUMBER_ACTIONS[(fld, current, value)]
         if action == "pause" and not live.online:
+            why = (
+                "the provider does not report its source, so it cannot be known to be on-site"
+                if live.online is None
+                else f"it comes from an offline source ({live.source_name or 'not on-site'})"
+            )
             b.error(
                 "not_pausable",
                 address,
-                f"{num.number} comes from an offline source "
-                f"({live.source_name or 'not on-site'}); only numbers of on-site sources can "
-                "pause swapping. Write swapping: active, or stop its calls instead",
+                f"{num.number}: {why}; only numbers of on-site sources can pause swapping. "
+                "Write swapping: active, or stop its calls instead",
                 src,
             )
             continue

@@ -314,7 +314,7 @@ def test_http_errors_on_writes_are_one_clear_line(status: int, kind: type, text:
         (b"<html>oops</html>", "malformed response: not JSON (application/json)"),
         ({"accounts": "x"}, "malformed response: no 'accounts' list"),
         ({"accounts": [{"name": "no id"}], "total_pages": 1}, "account without id"),
-        ({"accounts": [{"id": 1, "status": "??"}], "total_pages": 1}, "account status"),
+        ({"accounts": [], "next_page": "https://x/accounts?per_page=150"}, "names no page"),
         ({"accounts": [], "total_pages": "many", "next_page": 2}, "bad total_pages"),
     ],
 )

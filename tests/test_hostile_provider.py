@@ -177,7 +177,7 @@ def test_an_unrequested_compressed_body_is_refused_not_inflated(project):
 )
 def test_an_absurd_page_count_is_one_line_and_queues_nothing(project, route, pages):
     def claim(data: Any) -> Any:
-        return {**data, "total_pages": pages, "next_page": "x"} if isinstance(data, dict) else data
+        return {**data, "total_pages": pages, "next_page": "http://x/?page=2"}
 
     with provider(project) as bad:
         bad.rules = [("GET", route, replaced(claim))]

@@ -225,6 +225,7 @@ class CtmProvider(Provider):
             retry=retry or RetryPolicy(budget_seconds=settings.retry_budget_seconds),
             redactor=secret_pattern(access, secret),
             key_vars=(settings.access_key_env, settings.secret_key_env),
+            reason_of=wire.error_reason,
         )
         self.timeout = settings.timeout_seconds
         self.retry_policy = self._http.retry_policy
@@ -549,7 +550,10 @@ class CtmProvider(Provider):
                 raise ProviderError(f"ctm: GET {path}: malformed response: bad {key}")
             counts[key] = value
         size = counts["per_page"] or PER_PAGE
-        more = data.get("next_page") not in (None, "", False)
+        try:
+            more = wire.next_page_number(data.get("next_page")) is not None
+        except ProviderError as exc:
+            raise ProviderError(f"ctm: GET {path}: {exc}") from None
         claimed = counts["total_pages"]
         if claimed is None:
             entries = counts["total_entries"]
@@ -594,8 +598,8 @@ class CtmProvider(Provider):
     def _written(self, path: str, data: Any, key: str) -> Any:
         """The object of a write's `{"status": "success", key: {...}}` response."""
         if isinstance(data, dict) and data.get("status") == "error":
-            reason = data.get("reason")
-            said = self._redact(one_line(reason)) if isinstance(reason, str) else "no reason given"
+            reason = wire.error_reason(data)
+            said = self._redact(one_line(reason)) if reason else "no reason given"
             raise ProviderError(f"ctm: POST {path}: the provider refused the write: {said}")
         if not isinstance(data, dict) or data.get("status") != "success" or key not in data:
             shape = sorted(map(str, data))[:5] if isinstance(data, dict) else type(data).__name__

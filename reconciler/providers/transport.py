@@ -63,7 +63,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -203,6 +203,7 @@ class Transport:
         retry: RetryPolicy,
         redactor: re.Pattern[str],
         key_vars: tuple[str, str],
+        reason_of: Callable[[Any], str] = lambda data: "",
     ) -> None:
         self.base = check_base_url(base_url)
         self._path_prefix = urlsplit(self.base).path
@@ -211,6 +212,7 @@ class Transport:
         self.retry_policy = retry
         self._redactor = redactor
         self._key_vars = key_vars
+        self._reason_of = reason_of  # the API's error body -> its reason text
         self.gate = RetryGate(retry, TokenBucket(requests_per_second, burst))
         self._headers = {
             "Authorization": authorization,
@@ -476,8 +478,8 @@ class Transport:
             data = decode_json(resp.data)
         except ValueError:
             return ""
-        reason = data.get("reason") if isinstance(data, dict) else None
-        return self.redact(one_line(reason)) if isinstance(reason, str) else ""
+        reason = self._reason_of(data)
+        return self.redact(one_line(reason)) if reason else ""
 
     def _network_error(self, method: str, path: str, exc: HTTPError, call: Call) -> ProviderError:
         """A urllib3 failure (usually MaxRetryError around its cause) as one line."""

@@ -107,12 +107,19 @@ def _money(text: str) -> Decimal:
     return amount.quantize(_CENT)
 
 
+ACCOUNT_STATUSES = ("active", "paused", "stopped")
+
+
 def account_from_wire(data: Any) -> LiveAccount:
-    """Wire Account -> LiveAccount (numbers empty)."""
+    """Wire Account -> LiveAccount (numbers empty).
+
+    The status is kept as the provider reports it: another value (`canceled`, say) or none
+    is not an error here; the plan reports `unsupported_status` for that account alone.
+    """
     try:
-        status = data["status"]
-        if status not in ("active", "paused", "stopped"):
-            raise ProviderError(f"malformed response: account status {str(status)[:20]!r}")
+        status = data.get("status")
+        if status not in ACCOUNT_STATUSES:
+            status = "" if status is None else str(status)[:40]
         return LiveAccount(
             id=check_id(data["id"], "account"),
             name=str(data.get("name") or ""),
@@ -127,21 +134,36 @@ def account_from_wire(data: Any) -> LiveAccount:
 def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
     """Wire Number -> LiveNumber (`active` -> calls, `paused` -> swapping).
 
+    Only `id` and `number` are required. A field the provider does not send is not
+    reported (None): `active` (calls), `paused` (swapping), `source` (whether it can be
+    paused), `stats.calls`; the plan never changes what it cannot see. A field sent with
+    the wrong type is a malformed response.
+
     `account_id` is the account the number was asked of: a number that says it belongs
     to another account is a provider error, never silently re-homed.
     """
     try:
-        active, paused = data["active"], data["paused"]
+        active, paused = data.get("active"), data.get("paused")
         owner = data.get("account_id")
         if account_id is not None and owner is not None and str(owner) != account_id:
             raise ProviderError(
                 f"provider answered for another account: number {str(data.get('id'))[:40]!r} "
                 f"of account {str(owner)[:40]!r} listed under account {account_id}"
             )
-        if not isinstance(active, bool) or not isinstance(paused, bool):
+        if (active is not None and type(active) is not bool) or (
+            paused is not None and type(paused) is not bool
+        ):
             raise ProviderError("malformed response: number active/paused are not booleans")
-        source = data.get("source") or {}
+        source = data.get("source")
+        online = None if source is None else source.get("online")
+        if online is not None and type(online) is not bool:
+            raise ProviderError("malformed response: number source.online is not a boolean")
         stats = data.get("stats") or {}
+        calls = stats.get("calls")
+        if calls is not None:
+            calls = int(calls)
+            if calls < 0 or type(stats.get("calls")) is bool:
+                raise ValueError("stats.calls")
         # Positional, in LiveNumber's field order: a fleet read makes 100,000 of these, and
         # keyword arguments make the dataclass's __init__ ~60% slower.
         return LiveNumber(
@@ -150,14 +172,14 @@ def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
             else check_id(nid, "number"),  # id
             str(owner or account_id or ""),  # account_id
             str(data["number"]),  # number
-            "allowed" if active else "stopped",  # calls
-            "paused" if paused else "active",  # swapping
-            bool(source.get("online", False)),  # online
+            None if active is None else "allowed" if active else "stopped",  # calls
+            None if paused is None else "paused" if paused else "active",  # swapping
+            online,  # online
             str(data.get("name") or ""),  # name
             str(data.get("formatted") or ""),  # formatted
-            str(source.get("name") or ""),  # source_name
+            str((source or {}).get("name") or ""),  # source_name
             parse_money(stats.get("renewal_costs")),  # renewal_fee
-            int(stats.get("calls") or 0),  # recent_calls
+            calls,  # recent_calls
             parse_time(data.get("active_changed")),  # active_changed
             parse_time(data.get("updated")),  # updated
         )
@@ -170,3 +192,41 @@ def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
 def numbers_from_wire(items: list[Any], account_id: str) -> list[LiveNumber]:
     """A page of wire Numbers -> LiveNumbers (one call per page, not per number)."""
     return [number_from_wire(item, account_id) for item in items]
+
+
+def next_page_number(value: Any) -> int | None:
+    """A page's `next_page`: a page number, a URL with a `page` parameter (as the real API
+    sends), or null. Returns the page number, or None at the end. Anything else (a URL
+    without `page`, a page below 2) is a malformed response."""
+    if value is None or value == "" or value is False:
+        return None
+    if type(value) is int:
+        page = value
+    elif isinstance(value, str):
+        from urllib.parse import parse_qs, urlsplit
+
+        found = parse_qs(urlsplit(value).query).get("page") if not value.isdigit() else [value]
+        if not found or not found[0].isdigit():
+            raise ProviderError(f"malformed response: next_page {value[:60]!r} names no page")
+        page = int(found[0])
+    else:
+        raise ProviderError("malformed response: next_page is not a page number or URL")
+    if page < 2:
+        raise ProviderError(f"malformed response: next_page {page} is not after page 1")
+    return page
+
+
+def error_reason(data: Any) -> str:
+    """The reason a provider's error body gives: `reason`, `error` or `message`, a string
+    or a list of strings; "" when it gives none."""
+    if not isinstance(data, dict):
+        return ""
+    for key in ("reason", "error", "message", "errors"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, list):
+            parts = [v for v in value if isinstance(v, str) and v.strip()]
+            if parts:
+                return "; ".join(parts)
+    return ""
