@@ -180,8 +180,7 @@ def _recent_calls(b: _Builder, fx: AccountEffects) -> None:
         b.warn(
             "recent_calls",
             f"number.{n.number}",
-            f"stopping {n.number} silences a number {took}; callers will hear a "
-            "disconnected tone",
+            f"stopping {n.number} silences a number {took}; callers will hear a disconnected tone",
             num.source.at(num.field_lines, "calls"),
         )
 

@@ -75,6 +75,17 @@ def charges_lead(plan: Plan, mode: str = "plan") -> str:
     stopped, −0.00 resumed).` Plans saved before the live figure existed give only the
     once-applied figure.
     """
+    lead = _lead(plan, mode)
+    n = plan.charges.estimated
+    if n:
+        lead += (
+            f" Estimated: {n} fee{'s' if n != 1 else ''} the provider does not report "
+            f"{'are' if n != 1 else 'is'} counted at the billing defaults."
+        )
+    return lead
+
+
+def _lead(plan: Plan, mode: str) -> str:
     ch = plan.charges
     cur = ch.currency
     after = f"{ch.stopped_monthly_total} {cur}/month"

@@ -92,12 +92,16 @@ def charge_rows(plan: Plan, mode: str) -> list[tuple[ChargeItem, str]]:
         return rows + [
             (i, "; ".join(filter(None, [_since(i), "config resumes it"]))) for i in ch.resumed_items
         ]
-    rows = [(i, "new" if i.new else _since(i)) for i in ch.items]
+    rows = [
+        (i, "new" + ("; estimated" if i.estimated else "") if i.new else _since(i))
+        for i in ch.items
+    ]
     return rows + [(i, "resumed") for i in ch.resumed_items]
 
 
 def _since(item: ChargeItem) -> str:
-    return f"since {item.stopped_since[:10]}" if item.stopped_since else ""
+    since = f"since {item.stopped_since[:10]}" if item.stopped_since else ""
+    return "; ".join(filter(None, [since, "estimated" if item.estimated else ""]))
 
 
 def _charges(plan: Plan, style: Callable[..., str], mode: str) -> list[str]:

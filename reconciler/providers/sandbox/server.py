@@ -44,7 +44,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from reconciler.errors import ProviderNotFound
 from reconciler.providers.sandbox.fleet import ID_PATTERN
@@ -58,7 +58,7 @@ from reconciler.providers.sandbox.store import (
 from reconciler.providers.wire import MAX_PER_PAGE
 
 BASE_PATH = "/api/v1"
-DEFAULT_PER_PAGE = 100
+DEFAULT_PER_PAGE = 10  # as the real API (its docs' pagination samples)
 MAX_BODY_BYTES = 1024 * 1024
 SOCKET_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
@@ -264,22 +264,32 @@ def _page_args(query: str) -> tuple[int, int]:
     return page, per_page
 
 
-def envelope(key: str, items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
+def envelope(
+    key: str, items: list[Any], total: int, page: int, per_page: int, url: str = ""
+) -> dict[str, Any]:
+    """A list page as the real API shapes it: `next_page`/`previous_page` are full URLs
+    (`url` is the list's own URL, without query), null at either end."""
     total_pages = math.ceil(total / per_page)
+
+    def at(n: int) -> str:
+        return f"{url}?{urlencode({'page': n, 'per_page': per_page})}"
+
     return {
         key: items,
         "page": page,
         "per_page": per_page,
         "total_entries": total,
         "total_pages": total_pages,
-        "next_page": page + 1 if page < total_pages else None,
-        "previous_page": page - 1 if page > 1 else None,
+        "next_page": at(page + 1) if page < total_pages else None,
+        "previous_page": at(page - 1) if page > 1 else None,
     }
 
 
-def envelope_json(key: str, items: str, total: int, page: int, per_page: int) -> bytes:
+def envelope_json(
+    key: str, items: str, total: int, page: int, per_page: int, url: str = ""
+) -> bytes:
     """`envelope` encoded, for items that are JSON text already (an array)."""
-    rest = envelope(key, [], total, page, per_page)
+    rest = envelope(key, [], total, page, per_page, url)
     del rest[key]
     return f'{{"{key}":{items},{json.dumps(rest, separators=(",", ":"))[1:]}'.encode()
 
@@ -466,7 +476,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _list_accounts(self, ids: list[str], body: bytes) -> None:
         page, per_page = _page_args(urlsplit(self.path).query)
         items, total = self._store.list_accounts(page, per_page)
-        self._send(200, envelope("accounts", items, total, page, per_page))
+        self._send(200, envelope("accounts", items, total, page, per_page, self._own_url()))
 
     def _get_account(self, ids: list[str], body: bytes) -> None:
         self._send(200, self._store.get_account(_check_id(ids[0], "account")))
@@ -475,7 +485,14 @@ class _Handler(BaseHTTPRequestHandler):
         account_id = _check_id(ids[0], "account")
         page, per_page = _page_args(urlsplit(self.path).query)
         items, total = self._store.list_numbers_json(account_id, page, per_page)
-        self._send_body(200, envelope_json("numbers", items, total, page, per_page))
+        url = self._own_url()
+        self._send_body(200, envelope_json("numbers", items, total, page, per_page, url))
+
+    def _own_url(self) -> str:
+        """This request's URL without query, on the address the server is bound to (never
+        the client's Host header: a client cannot make the server name another host)."""
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{urlsplit(self.path).path}"
 
     def _get_number(self, ids: list[str], body: bytes) -> None:
         account_id, number_id = _check_id(ids[0], "account"), _check_id(ids[1], "number")
