@@ -42,8 +42,13 @@ SETTINGS_NAMES = ("reconciler.yaml", "reconciler.yml")
 OnAccount = Callable[[Settings, str | None, DesiredAccount], None]
 
 
-def load_config(config_dir: str, on_account: OnAccount | None = None) -> DesiredState:
+def load_config(
+    config_dir: str, on_account: OnAccount | None = None, *, require_accounts: bool = True
+) -> DesiredState:
     """Load and check a config directory; raise ConfigError listing every problem.
+
+    `require_accounts=False` accepts a config without account files (discovery and import
+    start from one).
 
     `on_account(settings, settings_path, account)`, if given, is called for each account
     as soon as its file is loaded, as long as no problem has been found so far (the engine
@@ -63,7 +68,7 @@ def load_config(config_dir: str, on_account: OnAccount | None = None) -> Desired
         )
     issues: list[ConfigIssue] = []
     settings, settings_path, digest_parts = _load_settings(config_dir, issues)
-    account_files = _account_files(config_dir, issues)
+    account_files = _account_files(config_dir, issues, require_accounts)
     accounts: dict[str, DesiredAccount] = {}
     number_owner: dict[str, DesiredNumber] = {}
     in_worker = on_account is not None and _big(account_files)
@@ -143,7 +148,7 @@ def _not_a_file(path: str) -> str | None:
     return None
 
 
-def _account_files(config_dir: str, issues: list[ConfigIssue]) -> list[str]:
+def _account_files(config_dir: str, issues: list[ConfigIssue], required: bool = True) -> list[str]:
     accounts_dir = os.path.join(config_dir, "accounts")
     names: list[str] = []
     candidates: list[str] = []
@@ -166,7 +171,7 @@ def _account_files(config_dir: str, issues: list[ConfigIssue]) -> list[str]:
                 )
             else:
                 names.append(n)
-    if not candidates:
+    if not candidates and required:
         issues.append(
             ConfigIssue(
                 accounts_dir,

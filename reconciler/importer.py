@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 
 from reconciler.atomic import write_atomic
 from reconciler.errors import ReconcilerError
@@ -68,24 +69,59 @@ def _number_lines(num: LiveNumber) -> list[str]:
     return out
 
 
-def write_account_files(accounts: list[LiveAccount], out_dir: str, overwrite: bool) -> list[str]:
-    """Write one file per account; refuse to overwrite unless asked. Returns the paths."""
+def write_account_files(
+    accounts: list[LiveAccount],
+    out_dir: str,
+    overwrite: bool,
+    managed: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Write one file per account; refuse to overwrite unless asked. Returns the paths.
+
+    `managed` (account id -> its file) puts an account already managed back in *its* file
+    (only with `overwrite`), and no other account is ever written over a managed file: a
+    name that would land on one takes the account id as suffix. Nothing is written unless
+    every file can be.
+    """
+    managed = managed or {}
     root = os.path.realpath(out_dir)
+    taken = {
+        p for path in managed.values() for p in (os.path.abspath(path), os.path.realpath(path))
+    }
     planned: list[tuple[str, LiveAccount]] = []
     used: set[str] = set()
     for acc in accounts:
-        stem = slug(acc.name, acc.id)
-        if stem in used:
-            stem = f"{stem}-{slug('', acc.id)}"
-        used.add(stem)
-        path = os.path.realpath(os.path.join(root, stem + ".yaml"))
-        if os.path.dirname(path) != root:
-            raise ReconcilerError(f"refusing to write outside {out_dir}: {path}")
-        if os.path.exists(path) and not overwrite:
-            raise ReconcilerError(f"{path} exists; pass --overwrite to replace it")
+        if acc.id in managed:
+            path = managed[acc.id]
+            if not overwrite:
+                raise ReconcilerError(
+                    f"account {acc.id} is already managed by {path}; "
+                    "pass --overwrite to rewrite that file"
+                )
+        else:
+            path = _new_file(acc, out_dir, root, used, taken, overwrite)
         planned.append((path, acc))
     written = []
     for path, acc in planned:
         write_atomic(path, account_yaml(acc), prefix=".import-")
         written.append(path)
     return written
+
+
+def _new_file(
+    acc: LiveAccount, out_dir: str, root: str, used: set[str], taken: set[str], overwrite: bool
+) -> str:
+    """The path of a new file for an account no file manages, inside `out_dir`."""
+    stem = slug(acc.name, acc.id)
+    path = os.path.join(out_dir, stem + ".yaml")
+    if stem in used or os.path.abspath(path) in taken or os.path.realpath(path) in taken:
+        stem = f"{stem}-{slug('', acc.id)}"
+        path = os.path.join(out_dir, stem + ".yaml")
+    used.add(stem)
+    real = os.path.realpath(path)
+    if os.path.dirname(real) != root:
+        raise ReconcilerError(f"refusing to write outside {out_dir}: {real}")
+    if real in taken or os.path.abspath(path) in taken:
+        raise ReconcilerError(f"{path} manages another account; refusing to write over it")
+    if os.path.exists(path) and not overwrite:
+        raise ReconcilerError(f"{path} exists; pass --overwrite to replace it")
+    return path

@@ -405,6 +405,20 @@ class LiveAccount:
     numbers: list[LiveNumber] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class ListedAccount:
+    """An account as the provider's account list shows it (`reconciler accounts`).
+
+    `status` is the provider's word as it is (`canceled` too: listing never fails on a
+    status the reconciler cannot manage; None when not reported); `numbers` is its number
+    count, None when not counted."""
+
+    id: str
+    name: str
+    status: str | None
+    numbers: int | None = None
+
+
 @dataclass(slots=True)
 class LiveState:
     """Live accounts keyed by id; `missing` lists requested ids the provider does not know."""

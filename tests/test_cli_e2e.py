@@ -302,25 +302,36 @@ def test_second_apply_is_blocked_by_the_lock(project):
 # --- import ------------------------------------------------------------------------------
 
 
+def bare_config(project: Path, name: str = "imported-config") -> Path:
+    """The example's settings and seed (same sandbox database) without account files."""
+    cfg = project / name
+    (cfg / "accounts").mkdir(parents=True)
+    shutil.copy(project / "config" / "reconciler.yaml", cfg / "reconciler.yaml")
+    shutil.copy(project / "config" / "sandbox-fleet.yaml", cfg / "sandbox-fleet.yaml")
+    return cfg
+
+
 def test_import_round_trip_gives_an_empty_plan(project):
     out_dir = project / "imported"
-    code, out = run("import", "--account", "1001", "--account", "1002", "--out", str(out_dir))
+    cfg = bare_config(project)
+    code, out = run(
+        "import", "--config", str(cfg), "--account", "1001", "--account", "1002",
+        "--out", str(out_dir),
+    )  # fmt: skip
     assert code == 0, out
     files = sorted(p.name for p in out_dir.iterdir())
     assert files == ["acme-dental.yaml", "bayside-plumbing.yaml"]
     text = (out_dir / "acme-dental.yaml").read_text()
     assert text.startswith("# yaml-language-server: $schema=../../schemas/account.schema.json")
-    cfg = project / "imported-config"
-    (cfg / "accounts").mkdir(parents=True)
-    shutil.copy(project / "config" / "reconciler.yaml", cfg / "reconciler.yaml")
-    shutil.copy(project / "config" / "sandbox-fleet.yaml", cfg / "sandbox-fleet.yaml")
     for f in out_dir.iterdir():
         shutil.copy(f, cfg / "accounts" / f.name)
     code, data = plan_json("--config", str(cfg))
     assert code == 0 and data["changes"] == [] and data["errors"] == [] and data["unmanaged"] == []
-    code, out = run("import", "--account", "1001", "--out", str(out_dir))
+    code, out = run("import", "--account", "1005", "--out", str(out_dir))
+    assert code == 0, out
+    code, out = run("import", "--account", "1005", "--out", str(out_dir))
     assert code == 1 and "exists; pass --overwrite" in out
-    assert run("import", "--account", "1001", "--out", str(out_dir), "--overwrite")[0] == 0
+    assert run("import", "--account", "1005", "--out", str(out_dir), "--overwrite")[0] == 0
 
 
 def test_import_names_from_live_data_stay_inside_out(project):
@@ -331,7 +342,11 @@ def test_import_names_from_live_data_stay_inside_out(project):
     con.commit()
     con.close()
     out_dir = project / "imp"
-    code, out = run("import", "--account", "1001", "--account", "1002", "--out", str(out_dir))
+    cfg = bare_config(project)
+    code, out = run(
+        "import", "--config", str(cfg), "--account", "1001", "--account", "1002",
+        "--out", str(out_dir),
+    )  # fmt: skip
     assert code == 0, out
     assert sorted(p.name for p in out_dir.iterdir()) == ["etc-passwd.yaml", "etc-y.yaml"]
     assert not (project / "etc").exists()

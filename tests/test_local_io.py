@@ -54,7 +54,7 @@ def test_a_hostile_saved_plan_is_one_line_and_applies_nothing(project):
 
 def test_import_into_a_directory_under_a_file_is_one_line(project):
     (project / "afile").write_text("x")
-    code, out = run("import", "--account", "1001", "--out", "afile/accounts")
+    code, out = run("import", "--account", "1005", "--out", "afile/accounts")
     assert code == 1 and "Traceback" not in out
     assert out.strip().splitlines()[-1].startswith("Error: ") and "afile/accounts" in out
     assert "cannot write it (Not a directory)" in out

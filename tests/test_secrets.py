@@ -75,7 +75,7 @@ def test_every_command_with_a_known_secret(project):
             ("drift", "-vv"),
             ("apply", "--auto-approve", "--report", "report.json", "-vv"),
             ("apply", "--plan", "plan.json", "--auto-approve", "-vv"),  # stale: refused
-            ("import", "--account", "1001", "--out", "imported", "-vv"),
+            ("import", "--account", "1005", "--out", "imported", "-vv"),  # not managed yet
             ("plan", "--account", "9999"),
         ]
         codes = {args: cli(project, *args).returncode for args in runs}
@@ -84,7 +84,12 @@ def test_every_command_with_a_known_secret(project):
         # failures: wrong secret (401) and a refused write path
         failed = cli(project, "plan", "-vv", secret=SECRET + "-wrong")
         assert failed.returncode == 1 and "401" in failed.stderr
-    for produced in ("plan.json", "report.json", "summary.md", "imported/acme-dental.yaml"):
+    for produced in (
+        "plan.json",
+        "report.json",
+        "summary.md",
+        "imported/evergreen-vet-clinic-not-managed-by-this-config.yaml",
+    ):
         assert_clean((project / produced).read_text(), produced)
 
 

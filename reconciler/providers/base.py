@@ -16,6 +16,12 @@ Contract a new provider must meet (read this file and you can add one):
   A provider must not change anything it was not asked to change.
 - Failures raise :class:`~reconciler.errors.ProviderError` subclasses with one clear line
   of text. Secrets (keys, Authorization headers) never appear in messages or logs.
+- ``list_accounts(count_numbers)`` lists every account the credentials see, in the
+  provider's order, as :class:`~reconciler.models.ListedAccount` (id, name, status as
+  the provider writes it, never refused for a status it cannot manage); with
+  ``count_numbers`` each carries its number count, read as cheaply as the service allows
+  (a count field, or one request per account, never all the numbers). Optional: the
+  default raises ``ProviderError`` (discovery is then unavailable).
 - ``prefetch(account_id)`` is optional: a hint that the next ``read`` will include this
   account, given while the caller is still busy (loading the config). A provider whose
   reads wait on the network may start them now; ``read`` must return exactly what it
@@ -32,7 +38,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal
 
-from reconciler.models import LiveAccount, LiveNumber, LiveState
+from reconciler.errors import ProviderError
+from reconciler.models import ListedAccount, LiveAccount, LiveNumber, LiveState
 
 NumberField = Literal["calls", "swapping"]
 
@@ -60,6 +67,10 @@ class Provider(ABC):
         self, account_id: str, number_id: str, field: NumberField, value: str
     ) -> LiveNumber:
         """Set a number's calls or swapping; return the number as the provider now reports it."""
+
+    def list_accounts(self, count_numbers: bool = True) -> list[ListedAccount]:
+        """Every account the provider lists (numbers counted when asked), in its order."""
+        raise ProviderError(f"the {self.kind or 'configured'} provider cannot list accounts")
 
     def prefetch(self, account_id: str) -> None:  # noqa: B027 - optional hook
         """Hint: the next `read` includes this account; start reading it if that helps."""

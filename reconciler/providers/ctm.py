@@ -43,7 +43,13 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from reconciler.errors import ProviderAuthError, ProviderError, ProviderNotFound
-from reconciler.models import LiveAccount, LiveNumber, LiveState, ProviderSettings
+from reconciler.models import (
+    ListedAccount,
+    LiveAccount,
+    LiveNumber,
+    LiveState,
+    ProviderSettings,
+)
 from reconciler.providers import wire
 from reconciler.providers.base import NumberField, Provider
 from reconciler.providers.transport import (
@@ -624,3 +630,93 @@ class CtmProvider(Provider):
         """One API call (with its retries); the decoded JSON body of a 2xx answer."""
         resp = self._http.exchange(method, path, params=params, body=body)
         return self._http.json(method, path, resp)
+
+    # --- discovery (`reconciler accounts`, `import --all`) ------------------------------
+
+    @_redacting
+    def list_accounts(self, count_numbers: bool = True) -> list[ListedAccount]:
+        """Every account the keys see, in the provider's order.
+
+        Cost: the account list's pages, ceil(A/150) requests (at least one). With
+        `count_numbers`, one more per account: page 1 of its numbers, whose
+        `total_entries` is the count (`concurrency` at a time). Only an account whose first
+        page is full and gives no `total_entries` costs its further pages. Numbers are
+        counted, never converted: a number the mapping could not read does not stop a
+        listing.
+        """
+        pool = self._executor()
+        first = self._account_page("/accounts", self._get("/accounts", 1))
+        walked = _List("/accounts", first.claimed)
+        walked.add(first, 1)
+        _Walker(
+            {"/accounts": walked},
+            lambda _key, n: pool.submit(self._get, "/accounts", n),
+            self._account_page,
+            2 * self.concurrency,
+        ).run()
+        by_id: dict[str, Any] = {}
+        for page in walked.pages:
+            for account_id, data in page.items:
+                by_id.setdefault(account_id, data)  # a page boundary shifted: list once
+        listed = [self._convert("/accounts", _listed_from_wire, data) for data in by_id.values()]
+        if not count_numbers:
+            return listed
+        counts = self._count_numbers([acc.id for acc in listed], pool)
+        # an account whose numbers 404 went away since the list was read: not live any more
+        return [
+            ListedAccount(acc.id, acc.name, acc.status, counts[acc.id])
+            for acc in listed
+            if acc.id in counts
+        ]
+
+    def _count_numbers(self, account_ids: list[str], pool: ThreadPoolExecutor) -> dict[str, int]:
+        """Each account's number count from its first numbers page (see `list_accounts`);
+        accounts that 404 are left out."""
+        firsts = _results([pool.submit(self._count_page, a, 1) for a in account_ids])
+        counts: dict[str, int] = {}
+        lists: dict[str, _List] = {}
+        for account_id, first in zip(account_ids, firsts, strict=True):
+            if first is None:
+                continue
+            if not first.full:
+                counts[account_id] = len(first.items)
+            elif first.entries is not None:
+                counts[account_id] = max(first.entries, len(first.items))
+            else:
+                lists[account_id] = _List(f"/accounts/{account_id}/numbers", first.claimed)
+                lists[account_id].add(first, 1)
+        _Walker(
+            lists,
+            lambda account_id, n: pool.submit(self._count_page, account_id, n),
+            lambda _account_id, page: page,
+            2 * self.concurrency,
+        ).run()
+        for account_id, lst in lists.items():
+            if not lst.gone:
+                counts[account_id] = len({str(i) for page in lst.pages for i in page.items})
+        return counts
+
+    def _count_page(self, account_id: str, n: int) -> _Page | None:
+        """Page `n` of an account's numbers with only their ids (None: the account is gone)."""
+        try:
+            data = self._get(self._numbers_path(account_id), n)
+        except ProviderNotFound:
+            return None
+        path = f"/accounts/{account_id}/numbers"
+        items = self._items(data, "numbers", path)
+        ids = [item.get("id") if isinstance(item, dict) else None for item in items]
+        return self._page(data, path, ids, len(items))
+
+
+def _listed_from_wire(data: Any) -> ListedAccount:
+    """A listed Account, reading only what a listing shows: any status is kept as the
+    provider writes it (`canceled` too), a missing name is empty; only the id must be
+    usable."""
+    if not isinstance(data, dict):
+        raise ProviderError("malformed response: account is not an object")
+    status = data.get("status")
+    return ListedAccount(
+        id=wire.check_id(data.get("id"), "account"),
+        name=str(data.get("name") or ""),
+        status=None if status in (None, "") else str(status)[:40],
+    )

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from reconciler.errors import ProviderError
-from reconciler.models import LiveAccount, LiveNumber, LiveState
+from reconciler.models import ListedAccount, LiveAccount, LiveNumber, LiveState
 from reconciler.providers.base import NumberField, Provider
 from reconciler.providers.sandbox.store import Row, SandboxStore
 from reconciler.providers.wire import account_from_wire, number_from_wire, number_write
@@ -56,6 +56,13 @@ class SandboxProvider(Provider):
             accounts[row[1]].numbers.append(_live_number(row, money, times))
         ordered = {a: accounts[a] for a in wanted if a in accounts}
         return LiveState(ordered, missing=[a for a in wanted if a not in accounts])
+
+    def list_accounts(self, count_numbers: bool = True) -> list[ListedAccount]:
+        """One SQL query; the counts come with it, so they cost nothing extra."""
+        return [
+            ListedAccount(row[0], row[1], row[2], row[3] if count_numbers else None)
+            for row in self.store.account_summaries()
+        ]
 
     def set_account_status(self, account_id: str, status: str) -> LiveAccount:
         return account_from_wire(self.store.set_account_status(str(account_id), status, "direct"))

@@ -488,6 +488,15 @@ class SandboxStore:
                 ).fetchall()
         return [account_to_wire(r) for r in rows], total
 
+    def account_summaries(self) -> list[Row]:
+        """(id, name, status, number count) of every account in listing order: one query."""
+        with self._read() as c:
+            return c.execute(
+                "SELECT a.id, a.name, a.status, "
+                "(SELECT count(*) FROM numbers n WHERE n.account_id = a.id) "
+                "FROM accounts a ORDER BY a.seq"
+            ).fetchall()
+
     def get_account(self, account_id: str) -> dict[str, Any]:
         with self._read() as c:
             return account_to_wire(self._account_row(c, account_id))
