@@ -21,9 +21,10 @@ import requests
 class Refuse(Exception):
     """Raised by a tamper function: answer with this status and reason instead."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, body: dict | None = None) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
+        self.body = body if body is not None else {"status": "error", "reason": reason}
 
 
 # (method, path without query, parsed JSON response) -> JSON to send instead (or Refuse).
@@ -47,7 +48,7 @@ def _handler(upstream: str, tamper: Tamper) -> type[BaseHTTPRequestHandler]:
                 try:
                     refuse_first(method, self.path.split("?")[0])
                 except Refuse as refused:
-                    self._send(refused.status, {"status": "error", "reason": refused.reason})
+                    self._send(refused.status, refused.body)
                     return
             resp = requests.request(
                 method,
@@ -66,7 +67,7 @@ def _handler(upstream: str, tamper: Tamper) -> type[BaseHTTPRequestHandler]:
                 try:
                     data = tamper(method, self.path.split("?")[0], data)
                 except Refuse as refused:
-                    status, data = refused.status, {"status": "error", "reason": refused.reason}
+                    status, data = refused.status, refused.body
             self._send(status, data, resp.headers.get("Retry-After"))
 
         def _send(self, status: int, data: Any, retry_after: str | None = None) -> None:
