@@ -31,7 +31,6 @@ deadlines, retries, rate limit, size limits, redaction) is `transport.py`.
 
 from __future__ import annotations
 
-import base64
 import functools
 import math
 import threading
@@ -42,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from reconciler.errors import ProviderAuthError, ProviderError, ProviderNotFound
+from reconciler.errors import ProviderError, ProviderNotFound
 from reconciler.models import (
     ListedAccount,
     LiveAccount,
@@ -53,13 +52,11 @@ from reconciler.models import (
 from reconciler.providers import wire
 from reconciler.providers.base import NumberField, Provider
 from reconciler.providers.transport import (
-    MIN_SECRET_LENGTH,
     Response,
     RetryPolicy,
     TokenBucket,
-    Transport,
     one_line,
-    secret_pattern,
+    transport_for,
 )
 
 __all__ = ["MAX_PAGES", "CtmProvider", "RetryPolicy", "TokenBucket"]
@@ -216,21 +213,14 @@ class CtmProvider(Provider):
         retry: RetryPolicy | None = None,
         burst: int | None = None,
     ) -> None:
-        access, secret = self._credentials(settings, {} if environ is None else environ)
-        token = base64.b64encode(f"{access}:{secret}".encode()).decode("ascii")
         rps = settings.requests_per_second
         self.burst = burst if burst is not None else max(1, int(rps // 10))
         self.concurrency = settings.concurrency
-        self._http = Transport(
-            settings.base_url,
-            f"Basic {token}",
-            concurrency=settings.concurrency,
-            timeout=settings.timeout_seconds,
-            requests_per_second=rps,
+        self._http = transport_for(
+            settings,
+            {} if environ is None else environ,
+            retry=retry,
             burst=self.burst,
-            retry=retry or RetryPolicy(budget_seconds=settings.retry_budget_seconds),
-            redactor=secret_pattern(access, secret),
-            key_vars=(settings.access_key_env, settings.secret_key_env),
             reason_of=wire.error_reason,
         )
         self.timeout = settings.timeout_seconds
@@ -278,26 +268,6 @@ class CtmProvider(Provider):
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="ctm")
             return self._pool
-
-    def _credentials(
-        self, settings: ProviderSettings, environ: Mapping[str, str]
-    ) -> tuple[str, str]:
-        values = []
-        pairs = (("access key", settings.access_key_env), ("secret key", settings.secret_key_env))
-        for what, var in pairs:
-            value = environ.get(var)
-            if not value:
-                state = "is not set" if value is None else "is empty"
-                raise ProviderAuthError(
-                    f"ctm: environment variable {var} {state} (it must hold the {what})"
-                )
-            if what == "secret key" and len(value) < MIN_SECRET_LENGTH:
-                raise ProviderAuthError(
-                    f"ctm: the secret key in {var} is too short to be a real key "
-                    f"(under {MIN_SECRET_LENGTH} characters)"
-                )
-            values.append(value)
-        return values[0], values[1]
 
     def _redact(self, text: str) -> str:
         return self._http.redact(text)

@@ -65,7 +65,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import certifi
@@ -98,6 +98,9 @@ from reconciler.providers.retries import (
     RetryPolicy,
     TokenBucket,
 )
+
+if TYPE_CHECKING:
+    from reconciler.models import ProviderSettings
 
 log = logging.getLogger("reconciler.providers.ctm")
 
@@ -183,6 +186,56 @@ def decode_json(data: bytes) -> Any:
         return json.loads(data, parse_float=_finite, parse_constant=_no_constant)
     except RecursionError:
         raise MalformedJSON("nested too deeply") from None
+
+
+def read_credentials(settings: ProviderSettings, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The access and secret key from the environment variables the settings name; a
+    ProviderAuthError naming the variable (never a value) when one is unset, empty or too
+    short to be a real secret."""
+    values = []
+    pairs = (("access key", settings.access_key_env), ("secret key", settings.secret_key_env))
+    for what, var in pairs:
+        value = environ.get(var)
+        if not value:
+            state = "is not set" if value is None else "is empty"
+            raise ProviderAuthError(
+                f"ctm: environment variable {var} {state} (it must hold the {what})"
+            )
+        if what == "secret key" and len(value) < MIN_SECRET_LENGTH:
+            raise ProviderAuthError(
+                f"ctm: the secret key in {var} is too short to be a real key "
+                f"(under {MIN_SECRET_LENGTH} characters)"
+            )
+        values.append(value)
+    return values[0], values[1]
+
+
+def transport_for(
+    settings: ProviderSettings,
+    environ: Mapping[str, str],
+    *,
+    retry: RetryPolicy | None = None,
+    burst: int | None = None,
+    reason_of: Callable[[Any], str] = lambda data: "",
+) -> Transport:
+    """The transport the settings describe: keys from the environment (`read_credentials`),
+    Basic auth, the secret redacted from every error. One way to build it for every user
+    (the ctm provider, `doctor`), so the same TLS, deadline and redaction rules apply."""
+    access, secret = read_credentials(settings, environ)
+    token = base64.b64encode(f"{access}:{secret}".encode()).decode("ascii")
+    rps = settings.requests_per_second
+    return Transport(
+        settings.base_url,
+        f"Basic {token}",
+        concurrency=settings.concurrency,
+        timeout=settings.timeout_seconds,
+        requests_per_second=rps,
+        burst=burst if burst is not None else max(1, int(rps // 10)),
+        retry=retry or RetryPolicy(budget_seconds=settings.retry_budget_seconds),
+        redactor=secret_pattern(access, secret),
+        key_vars=(settings.access_key_env, settings.secret_key_env),
+        reason_of=reason_of,
+    )
 
 
 # --- the transport ---------------------------------------------------------------------
