@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -26,12 +27,21 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.phone import E164_PATTERN, is_valid_e164
+
 AccountStatus = Literal["active", "paused", "stopped"]
 Calls = Literal["allowed", "stopped"]
 Swapping = Literal["active", "paused"]
 
-E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
-E164 = Annotated[str, StringConstraints(pattern=E164_PATTERN)]
+
+def _valid_number(value: str) -> str:
+    # the pattern (kept for editors' JSON Schema) only gives the shape; the library decides
+    if not is_valid_e164(value):
+        raise ValueError("invalid_phone_number")  # config_messages says why
+    return value
+
+
+E164 = Annotated[str, StringConstraints(pattern=E164_PATTERN), AfterValidator(_valid_number)]
 MONEY_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
 
 
