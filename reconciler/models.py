@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from reconciler.phone import E164_PATTERN, is_valid_e164
+from reconciler.phone import display as display_number
 
 AccountStatus = Literal["active", "paused", "stopped"]
 Calls = Literal["allowed", "stopped"]
@@ -387,6 +388,11 @@ class LiveNumber:
     recent_calls: int = 0  # stats.calls: calls in the last 30 days
     active_changed: datetime | None = None
     updated: datetime | None = None
+
+    def display(self) -> str:
+        """How a person reads the number: the provider's `formatted`, else the library's
+        format (national in the NANP, international elsewhere); made only when shown."""
+        return self.formatted or display_number(self.number)
 
 
 @dataclass(slots=True)

@@ -38,7 +38,7 @@ else:  # pragma: no cover - Python 3.10
 
 E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"  # the shape, for editors (JSON Schema); the library decides
 EXAMPLE = "+14105550101"
-_E164_SHAPE = re.compile(r"\+[1-9][0-9]{1,14}")
+E164_SHAPE = re.compile(r"\+[1-9][0-9]{1,14}")
 _MAX_K = 8  # digits a key may leave out: more gains nothing for a fleet
 _DESCS = (
     "general_desc", "premium_rate", "toll_free", "shared_cost", "voip", "personal_number",
@@ -52,7 +52,7 @@ _DESCS = (
 def problem(number: str) -> str | None:
     """None for a valid number written in E.164; else why not, as a phrase after the number
     ("is too short for +1 (...)"); "not an E.164 number" when it is not `+` and digits."""
-    if not _E164_SHAPE.fullmatch(number):
+    if not E164_SHAPE.fullmatch(number):
         return "not an E.164 number"
     try:
         parsed = phonenumbers.parse(number, None)
@@ -117,7 +117,7 @@ _cache: dict[str, bool] = {}
 
 def is_valid_e164(number: str) -> bool:
     """Exactly `library_valid(number)`, fast for many numbers sharing leading digits."""
-    if not _E164_SHAPE.fullmatch(number):
+    if not E164_SHAPE.fullmatch(number):
         return False
     split = _split(number)
     if split is None:
@@ -273,9 +273,12 @@ def _digit_set(members: Any) -> frozenset[str]:
 # --- live numbers ---------------------------------------------------------------------
 
 
-def to_e164(text: str) -> str | None:
-    """A live number in any formatting with a leading `+` -> E.164; None if it does not
-    parse."""
+def live_e164(text: str) -> str | None:
+    """A live number as E.164: as given when it is `+` and digits already (one regex, not
+    ~30 µs of `parse`: a fleet read has 100,000), else parsed from any formatting with a
+    leading `+` ("+1 (410) 555-0101"); None when it does not parse."""
+    if E164_SHAPE.fullmatch(text):
+        return text
     try:
         parsed = phonenumbers.parse(text, None)
     except NumberParseException:
