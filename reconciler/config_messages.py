@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from reconciler.phone import problem
 from reconciler.yamlsafe import Path_
 
 TIME_EXAMPLE = "2026-12-01T17:00:00Z"
@@ -99,9 +100,18 @@ def _number_message(value: Any) -> str:
             f"quote the number: YAML reads an unquoted +{value} as an integer; "
             f'write number: "+{value}"'
         )
+    why = problem(value) if isinstance(value, str) else "not an E.164 number"
+    if why == "not an E.164 number":
+        return (
+            f"not an E.164 number: {_show(value)}; write it quoted with + and the country "
+            'code, digits only, e.g. number: "+14105550101"'
+        )
+    if why is not None and "not in E.164 form" in why:
+        canonical = why.rsplit(" ", 1)[-1]
+        return f'not an E.164 number: {_show(value)} {why}; write number: "{canonical}"'
     return (
-        f"not an E.164 number: {_show(value)}; write it quoted with + and the country code, "
-        'digits only, e.g. number: "+14105550101"'
+        f"not a valid phone number: {_show(value)} {why or 'is not valid'} (libphonenumber's "
+        'metadata); write the whole number with its country code, e.g. number: "+14105550101"'
     )
 
 

@@ -60,8 +60,8 @@ def account_yaml(acc: LiveAccount) -> str:
 
 
 def _number_lines(num: LiveNumber) -> list[str]:
-    label = " / ".join(x for x in (num.name, num.source_name) if x)
-    out = [f"  - number: {_q(num.number)}" + (f"  # {_comment(label)}" if label else "") + "\n"]
+    label = " / ".join(x for x in (num.display(), num.name, num.source_name) if x)
+    out = [f"  - number: {_q(num.number)}  # {_comment(label)}\n"]
     if num.calls not in (None, "allowed"):
         out.append(f"    calls: {num.calls}\n")
     if num.swapping not in (None, "active"):

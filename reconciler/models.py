@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -26,12 +27,22 @@ from pydantic import (
     model_validator,
 )
 
+from reconciler.phone import E164_PATTERN, is_valid_e164
+from reconciler.phone import display as display_number
+
 AccountStatus = Literal["active", "paused", "stopped"]
 Calls = Literal["allowed", "stopped"]
 Swapping = Literal["active", "paused"]
 
-E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
-E164 = Annotated[str, StringConstraints(pattern=E164_PATTERN)]
+
+def _valid_number(value: str) -> str:
+    # the pattern (kept for editors' JSON Schema) only gives the shape; the library decides
+    if not is_valid_e164(value):
+        raise ValueError("invalid_phone_number")  # config_messages says why
+    return value
+
+
+E164 = Annotated[str, StringConstraints(pattern=E164_PATTERN), AfterValidator(_valid_number)]
 MONEY_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
 
 
@@ -391,6 +402,11 @@ class LiveNumber:
     recent_calls: int | None = 0  # stats.calls: calls in the last 30 days
     active_changed: datetime | None = None
     updated: datetime | None = None
+
+    def display(self) -> str:
+        """How a person reads the number: the provider's `formatted`, else the library's
+        format (national in the NANP, international elsewhere); made only when shown."""
+        return self.formatted or display_number(self.number)
 
 
 @dataclass(slots=True)

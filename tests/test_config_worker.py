@@ -22,7 +22,7 @@ def write_config(root: Path, accounts: int, numbers: int) -> Path:
     for a in range(accounts):
         lines = [f"account:\n  id: {1001 + a}\n  name: Account {a}\nnumbers:\n"]
         for n in range(numbers):
-            lines.append(f'  - number: "+1410{a:03d}{n:04d}"\n')
+            lines.append(f'  - number: "+1410{200 + a:03d}{n:04d}"\n')
             if n % 3 == 0:
                 lines.append("    calls: stopped\n    note: ended\n")
         (root / "accounts" / f"a{a:03d}.yaml").write_text("".join(lines))

@@ -33,7 +33,7 @@ def _fleet() -> dict:
         numbers = [
             {
                 "id": f"TPN{account_id}{i:02d}",
-                "number": f"+1301{a}55{i:04d}",
+                "number": f"+1301{a + 5}55{i:04d}",
                 "active": True,
                 "paused": False,
                 "source": {"name": "Website", "online": True},
@@ -67,7 +67,7 @@ def _config(cfg: Path, url: str) -> set[tuple[str, str]]:
             planned.add((f"account.{account_id}", "status"))
         lines = [f"account:\n  id: {account_id}\n  status: {status}\nnumbers:\n"]
         for i in range(PER_ACCOUNT):
-            number = f"+1301{a}55{i:04d}"
+            number = f"+1301{a + 5}55{i:04d}"
             lines.append(f'  - number: "{number}"\n')
             if i % 2 == 0:
                 lines.append("    calls: stopped\n")

@@ -17,6 +17,7 @@ from typing import Any
 
 from reconciler.errors import ProviderError
 from reconciler.models import LiveAccount, LiveNumber
+from reconciler.phone import live_e164
 
 MAX_PER_PAGE = 150
 MAX_ID_LENGTH = 200
@@ -171,7 +172,7 @@ def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
             if type(nid := data["id"]) is str and nid.isalnum() and len(nid) <= MAX_ID_LENGTH
             else check_id(nid, "number"),  # id
             str(owner or account_id or ""),  # account_id
-            str(data["number"]),  # number
+            _live_number(data["number"]),  # number
             None if active is None else "allowed" if active else "stopped",  # calls
             None if paused is None else "paused" if paused else "active",  # swapping
             online,  # online
@@ -187,6 +188,17 @@ def number_from_wire(data: Any, account_id: str | None = None) -> LiveNumber:
         if isinstance(exc, ProviderError):
             raise
         raise ProviderError(f"malformed response: number object lacks or garbles {exc}") from exc
+
+
+def _live_number(value: Any) -> str:
+    """The phone number of a wire Number as E.164 (a provider may format it)."""
+    number = live_e164(value) if type(value) is str else None
+    if number is None:
+        raise ProviderError(
+            f"malformed response: number {str(value)[:40]!r} is not a phone number "
+            "(expected + and the country code, in any formatting)"
+        )
+    return number
 
 
 def numbers_from_wire(items: list[Any], account_id: str) -> list[LiveNumber]:

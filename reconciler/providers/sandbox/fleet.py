@@ -30,6 +30,7 @@ import yaml
 
 from reconciler.errors import ReconcilerError
 from reconciler.models import E164_PATTERN
+from reconciler.phone import display
 from reconciler.providers.sandbox.store import (
     ACCOUNT_STATUSES,
     Row,
@@ -65,9 +66,10 @@ def number_id_for(number: str) -> str:
 
 
 def format_number(number: str) -> str:
-    """'+14105550101' -> '(410) 555-0101'; other countries stay as written."""
+    """'+14105550101' -> '(410) 555-0101' (a regex: generate makes 100,000); other
+    countries by the library, international: '+44 20 7946 0958'."""
     m = _NANP.match(number)
-    return f"({m[1]}) {m[2]}-{m[3]}" if m else number
+    return f"({m[1]}) {m[2]}-{m[3]}" if m else display(number)
 
 
 # --- loading --------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from reconciler.errors import ProviderError
 from reconciler.models import ListedAccount, LiveAccount, LiveNumber, LiveState
+from reconciler.phone import E164_SHAPE as _E164_SHAPE
+from reconciler.phone import live_e164
 from reconciler.providers.base import NumberField, Provider
 from reconciler.providers.sandbox.store import Row, SandboxStore
 from reconciler.providers.wire import account_from_wire, number_from_wire, number_write
@@ -106,10 +108,13 @@ def _live_number(
     updated = times.get(row[12], ...)
     if updated is ...:
         updated = times[row[12]] = _time(row[12])
+    number = row[2] if _E164_SHAPE.fullmatch(row[2]) else live_e164(row[2])
+    if number is None:
+        raise ProviderError(f"sandbox database: number {row[2][:40]!r} is not a phone number")
     return LiveNumber(
         row[0],
         row[1],
-        row[2],
+        number,
         "allowed" if row[5] else "stopped",
         "paused" if row[6] else "active",
         bool(row[8]),
