@@ -12,7 +12,8 @@ loopback host, rate-limit headers the provider does not send) is ok with a note.
 that later checks depend on ends the run there. Doctor only ever sends GET requests, three
 of them against a provider that answers: the account list, the account, its numbers.
 
-Samples are provider text: shortened, neutralised (`render/safe.py`) and redacted.
+Samples are provider text: shortened, neutralised (`render/safe.py`) and redacted. The
+field-by-field judgement is `doctor/fields.py`; a finding and the exit code, `check.py`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from reconciler.doctor.check import RANK, Check, exit_code
+from reconciler.doctor.fields import ACCOUNT_FIELDS, field_check, number_fields, sample, shown_text
 from reconciler.errors import (
     ConfigError,
     ProviderAuthError,
@@ -39,11 +42,11 @@ from reconciler.models import is_loopback
 from reconciler.providers import wire
 from reconciler.render.safe import neutral
 
+__all__ = ["Check", "exit_code", "render_json", "render_text", "run_checks"]
+
 if TYPE_CHECKING:
     from reconciler.models import Settings
     from reconciler.providers.transport import Response, Transport
-
-Status = Literal["ok", "warn", "fail"]
 
 ASKED_PER_PAGE = wire.MAX_PER_PAGE
 MAX_SKEW_SECONDS = 60
@@ -62,24 +65,6 @@ RATE_LIMIT_HEADERS = (
 )
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _SAMPLE_CHARS = 40
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: a name, ok / warn / fail, and a line saying what was seen."""
-
-    name: str
-    status: Status
-    detail: str
-
-
-_RANK = {"ok": 0, "warn": 1, "fail": 2}
-
-
-def exit_code(checks: Iterable[Check]) -> int:
-    """0 all ok, 2 warnings only, 1 any failure."""
-    worst = max((_RANK[c.status] for c in checks), default=0)
-    return {0: 0, 1: 2, 2: 1}[worst]
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -235,7 +220,7 @@ def check_account_list(page: Any) -> tuple[Check, dict | None]:
         ), None
     total = page.get("total_entries")
     of = f" of {total}" if isinstance(total, int) and not isinstance(total, bool) else ""
-    ids = [_sample(a.get("id")) for a in items[:3] if isinstance(a, dict)]
+    ids = [sample(a.get("id")) for a in items[:3] if isinstance(a, dict)]
     shown = f" (e.g. {', '.join(ids)})" if ids else ""
     return Check("account list", "ok", f"page 1 lists {len(items)}{of} accounts{shown}"), page
 
@@ -285,7 +270,7 @@ def pick_account(
         return Check("account", "ok", f"{account} (--account)"), str(account)
     first = next((a.get("id") for a in listed if isinstance(a, dict)), None)
     fallback = None if first is None else str(first)
-    instead = f"checking the first listed account {_sample(first)}"
+    instead = f"checking the first listed account {sample(first)}"
     try:
         desired = load_config(config_dir)
     except ConfigError as exc:
@@ -323,7 +308,7 @@ def account_checks(
     try:
         wire.check_id(account_id, "account")
     except ProviderError:
-        return [Check("account object", "fail", f"{_sample(account_id)} is not a usable id")]
+        return [Check("account object", "fail", f"{sample(account_id)} is not a usable id")]
     path = f"/accounts/{_seg(account_id)}"
     data, error = _get(transport, path, seen)
     if isinstance(error, ProviderNotFound):
@@ -360,335 +345,6 @@ def account_checks(
     return checks + [field_check("number", spec, items, account_id) for spec in fields]
 
 
-def _always(value: Any) -> bool:
-    return True
-
-
-def _no_problem(value: Any, account_id: str) -> tuple[Status, str] | None:
-    return None
-
-
-def _as_is(value: Any) -> Any:
-    return value
-
-
-def _refuse(value: Any) -> Any:
-    raise ValueError("not read")
-
-
-def _is_id(value: Any) -> bool:
-    return type(value) in (int, str) and _reads(lambda v: wire.check_id(v, "an"), value)
-
-
-def _is_bool(value: Any) -> bool:
-    return type(value) is bool
-
-
-def _is_text(value: Any) -> bool:
-    return type(value) is str
-
-
-def _is_count(value: Any) -> bool:
-    return type(value) is int and value >= 0
-
-
-def _is_money(value: Any) -> bool:
-    return type(value) is str and _reads(wire.parse_money, value)
-
-
-def _is_time(value: Any) -> bool:
-    return type(value) is str and _reads(wire.parse_time, value)
-
-
-def _is_object(value: Any) -> bool:
-    return isinstance(value, dict)
-
-
-def _reads(read: Callable[[Any], Any], value: Any) -> bool:
-    try:
-        read(value)
-    except Exception:  # whatever the mapping's own conversion raises: it cannot read it
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class Field:
-    """A field the mapping reads: where it is, what it should be, what a gap means."""
-
-    path: tuple[str, ...]
-    expected: str  # "a boolean"
-    strict: Callable[[Any], bool]  # of the expected type
-    read: Callable[[Any], Any]  # what the mapping makes of another type; raises if it cannot
-    missing: tuple[Status, str]  # when absent, null or "": status and consequence
-    value: Callable[[Any, str], tuple[Status, str] | None] = _no_problem  # (value, account)
-    needs_parent: bool = False  # nested: skipped where the parent object is absent
-
-
-def _status_value(value: Any, account_id: str) -> tuple[Status, str] | None:
-    if value in ACCOUNT_STATUSES:
-        return None
-    return (
-        "warn",
-        f"{_sample(value)} is not active, paused or stopped: this account is an error "
-        "(unsupported_status) and is not planned; other accounts are",
-    )
-
-
-def _same_account(what: str) -> Callable[[Any, str], tuple[Status, str] | None]:
-    def check(value: Any, account_id: str) -> tuple[Status, str] | None:
-        if str(value) == account_id:
-            return None
-        return ("fail", f"{what} {_sample(value)}, not {account_id}: reads refuse the answer")
-
-    return check
-
-
-def _e164(value: Any, account_id: str) -> tuple[Status, str] | None:
-    if isinstance(value, str) and _E164.match(value):
-        return None
-    return (
-        "warn",
-        f"{_sample(value)} is not E.164 (+ and up to 15 digits): config entries cannot match it",
-    )
-
-
-_MALFORMED = ("fail", "reads fail (malformed response)")
-
-ACCOUNT_FIELDS = (
-    Field(
-        ("id",), "a string or integer", _is_id, _refuse, _MALFORMED, _same_account("the account is")
-    ),
-    Field(
-        ("name",),
-        "a string",
-        _is_text,
-        str,
-        ("warn", "the config's name is shown and name_mismatch is not checked"),
-    ),
-    Field(
-        ("status",),
-        "active, paused or stopped",
-        _always,
-        _as_is,
-        (
-            "warn",
-            "status not reported: this account is an error (unsupported_status) and is not planned",
-        ),
-        _status_value,
-    ),
-    Field(
-        ("monthly_fee",),
-        'a decimal string ("49.00")',
-        _is_money,
-        wire.parse_money,
-        ("warn", "the account's fee falls back to billing.default_account_monthly_fee"),
-    ),
-)
-
-
-def number_fields(default_fee: str) -> tuple[Field, ...]:
-    """The number fields the mapping reads (`wire.number_from_wire`)."""
-    return (
-        Field(("id",), "a string or integer", _is_id, _refuse, _MALFORMED),
-        Field(("number",), "an E.164 string", _is_text, str, _MALFORMED, _e164),
-        Field(("formatted",), "a string", _is_text, str, ("warn", "numbers are shown unformatted")),
-        Field(("name",), "a string", _is_text, str, ("warn", "numbers are shown without a name")),
-        Field(
-            ("active",),
-            "a boolean",
-            _is_bool,
-            _refuse,
-            ("warn", "calls not reported: reconciler will not change calls of such numbers"),
-        ),
-        Field(
-            ("paused",),
-            "a boolean",
-            _is_bool,
-            _refuse,
-            ("warn", "swapping not reported: reconciler will not change swapping of such numbers"),
-        ),
-        Field(
-            ("source",),
-            "an object",
-            _is_object,
-            _refuse,
-            ("warn", "source not reported: pausing such numbers is refused (not_pausable)"),
-        ),
-        Field(
-            ("source", "online"),
-            "a boolean",
-            _is_bool,
-            bool,
-            ("warn", "such numbers count as offline: pausing them is refused (not_pausable)"),
-            needs_parent=True,
-        ),
-        Field(
-            ("stats", "calls"),
-            "a whole number",
-            _is_count,
-            int,
-            (
-                "warn",
-                "call counts not reported: no recent_calls warning before stopping such numbers",
-            ),
-        ),
-        Field(
-            ("stats", "renewal_costs"),
-            'a decimal string ("3.00")',
-            _is_money,
-            wire.parse_money,
-            ("warn", f"fees fall back to billing.default_number_monthly_fee ({default_fee})"),
-        ),
-        Field(
-            ("active_changed",),
-            "an ISO-8601 time",
-            _is_time,
-            wire.parse_time,
-            ("warn", "stopped-since dates unknown: no stale_stop warning for such numbers"),
-        ),
-        Field(
-            ("account_id",),
-            "a string or integer",
-            _is_id,
-            str,
-            ("ok", "the account they are listed under is assumed"),
-            _same_account("numbers say their account is"),
-        ),
-    )
-
-
-_ABSENT = object()
-_NO_PARENT = object()
-_BAD_PARENT = object()
-
-
-def _lookup(obj: Any, path: tuple[str, ...]) -> Any:
-    """The value at `path`; _ABSENT (absent, null or "": the mapping reads all three as not
-    reported), _NO_PARENT, or _BAD_PARENT (a parent is not an object)."""
-    value = obj
-    for depth, key in enumerate(path):
-        if not isinstance(value, dict):
-            return _BAD_PARENT
-        value = value.get(key)
-        if value is None or value == "":
-            return _NO_PARENT if depth < len(path) - 1 else _ABSENT
-    return value
-
-
-@dataclass
-class _Tally:
-    """What one field looked like across the objects checked."""
-
-    present: list[Any] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # the objects lacking it
-    coerced: list[Any] = field(default_factory=list)  # another type the mapping reads
-    unreadable: list[Any] = field(default_factory=list)  # another type it cannot read
-    problems: dict[str, tuple[Status, list[Any]]] = field(default_factory=dict)
-
-
-def _tally(spec: Field, objects: list[Any], account_id: str) -> _Tally:
-    tally = _Tally()
-    for obj in objects:
-        value = _lookup(obj, spec.path)
-        if value is _NO_PARENT and spec.needs_parent:
-            continue
-        if value is _ABSENT or value is _NO_PARENT:
-            tally.missing.append(_label(obj))
-            continue
-        if value is _BAD_PARENT:
-            tally.unreadable.append(_lookup(obj, spec.path[:1]))
-            continue
-        tally.present.append(value)
-        if not spec.strict(value):
-            (tally.coerced if _reads(spec.read, value) else tally.unreadable).append(value)
-        problem = spec.value(value, account_id)
-        if problem is not None:
-            tally.problems.setdefault(problem[1], (problem[0], []))[1].append(value)
-    return tally
-
-
-def field_check(kind: str, spec: Field, objects: list[Any], account_id: str) -> Check:
-    """One field across `objects` (an account, or a page of numbers): present, missing or
-    of a wrong type, with samples and what a gap means."""
-    tally = _tally(spec, objects, account_id)
-    n, many = len(objects), len(objects) > 1
-
-    def on(k: int) -> str:
-        return f" on {k} of {n} {kind}s" if many else ""
-
-    parts: list[str] = []
-    worst: Status = "ok"
-    if tally.present:
-        parts.append(f"present{on(len(tally.present))}: {_samples(tally.present)}")
-    if tally.missing:
-        status, why = spec.missing
-        shown = f" (e.g. {tally.missing[0]})" if many else ""
-        parts.append(f"missing{on(len(tally.missing))}{shown}: {why}")
-        worst = _worse(worst, status)
-    if tally.coerced:
-        parts.append(
-            f"not {spec.expected}{on(len(tally.coerced))} ({_samples(tally.coerced)}): "
-            "read by converting it"
-        )
-        worst = _worse(worst, "warn")
-    if tally.unreadable:
-        parts.append(
-            f"not {spec.expected}{on(len(tally.unreadable))} ({_samples(tally.unreadable)}): "
-            "reads fail (malformed response)"
-        )
-        worst = "fail"
-    for message, (status, values) in tally.problems.items():
-        parts.append(message + (f" ({len(values)} of {n} {kind}s)" if many else ""))
-        worst = _worse(worst, status)
-    return Check(f"{kind}.{'.'.join(spec.path)}", worst, "; ".join(parts))
-
-
-def _worse(a: Status, b: Status) -> Status:
-    return a if _RANK[a] >= _RANK[b] else b
-
-
-def _label(obj: Any) -> str:
-    """How an object is named in a detail: its number, else its id."""
-    if isinstance(obj, dict):
-        for key in ("number", "id"):
-            if isinstance(obj.get(key), str | int) and not isinstance(obj.get(key), bool):
-                return _sample(obj[key])
-    return "?"
-
-
-def _sample(value: Any) -> str:
-    """A value as JSON, shortened: text from the provider, shown safely."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    except (TypeError, ValueError):
-        text = repr(value)
-    if len(text) > _SAMPLE_CHARS:
-        text = text[: _SAMPLE_CHARS - 3] + "..."
-    return neutral(text)
-
-
-def _samples(values: list[Any], most: int = 3, width: int = 60) -> str:
-    """Up to `most` distinct values, fewer once they fill `width` characters."""
-    shown: list[str] = []
-    for value in values:
-        text = _sample(value)
-        if text in shown:
-            continue
-        if shown and len(", ".join([*shown, text])) > width:
-            break
-        shown.append(text)
-        if len(shown) == most:
-            break
-    return ", ".join(shown)
-
-
-def _text(value: str) -> str:
-    """A header's text, shortened and shown safely (no JSON quotes)."""
-    text = " ".join(value.split())
-    return neutral(text if len(text) <= _SAMPLE_CHARS else text[: _SAMPLE_CHARS - 3] + "...")
-
-
 # --- headers: clock and rate limits ------------------------------------------------------
 
 
@@ -707,12 +363,12 @@ def check_clock(resp: Response, at: float) -> Check:
     try:
         then = parsedate_to_datetime(date)
     except (TypeError, ValueError, IndexError):
-        return Check("clock", "warn", f"unreadable Date header {_text(date)!r}: skew unknown")
+        return Check("clock", "warn", f"unreadable Date header {shown_text(date)!r}: skew unknown")
     if then.tzinfo is None:
         then = then.replace(tzinfo=timezone.utc)
     skew = then.timestamp() - at
     side = "ahead of" if skew > 0 else "behind"
-    said = f"{abs(skew):.0f} s {side} this machine's clock (Date: {_text(date)})"
+    said = f"{abs(skew):.0f} s {side} this machine's clock (Date: {shown_text(date)})"
     if abs(skew) > MAX_SKEW_SECONDS:
         return Check(
             "clock",
@@ -727,7 +383,7 @@ def check_rate_limits(resp: Response, settings: Settings) -> Check:
     """Rate-limit headers the provider sends, if any, beside the client's own limit."""
     headers = {k.lower(): v for k, v in resp.headers.items()}
     found = [
-        f"{name}: {_text(headers[name.lower()])}"
+        f"{name}: {shown_text(headers[name.lower()])}"
         for name in RATE_LIMIT_HEADERS
         if name.lower() in headers
     ]
@@ -785,7 +441,7 @@ def _sandbox_account(store: Any, account_id: str) -> Check:
         acc = store.get_account(account_id)
     except ProviderNotFound:
         return Check("account object", "fail", f"the sandbox database has no account {account_id}")
-    return Check("account object", "ok", f"{_sample(acc.get('name'))}, {acc.get('status')}")
+    return Check("account object", "ok", f"{sample(acc.get('name'))}, {acc.get('status')}")
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -799,7 +455,7 @@ def render_text(checks: list[Check]) -> str:
     lines = [
         f"{_MARK[c.status]:<4}  {neutral(c.name):<{width}}  {neutral(c.detail)}" for c in checks
     ]
-    count = {s: sum(1 for c in checks if c.status == s) for s in _RANK}
+    count = {s: sum(1 for c in checks if c.status == s) for s in RANK}
     warnings = f"{count['warn']} warning{'s' if count['warn'] != 1 else ''}"
     failures = f"{count['fail']} failure{'s' if count['fail'] != 1 else ''}"
     total = f"{len(checks)} check{'s' if len(checks) != 1 else ''}"
