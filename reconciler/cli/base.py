@@ -95,6 +95,12 @@ def fail(message: str) -> NoReturn:
 
 
 def setup_logging(verbose: int) -> None:
+    """Logging on stderr at the level of -v/-vv, given after the subcommand or before it
+    (`reconciler -v plan`): the two counts add up."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    if root is not None and isinstance(root.obj, dict):
+        verbose += int(root.obj.get("verbose", 0))
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -152,7 +158,14 @@ def run_guarded(body: Callable[[], int]) -> NoReturn:
     },
 )
 @click.version_option(package_name="reconciler", prog_name="reconciler")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log output on stderr (-vv for debug), for any command.",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
     """Call states as code: stop, allow and pause call tracking from reviewed YAML.
 
     \b
@@ -164,6 +177,7 @@ def main() -> None:
 
     Stopping calls never stops charges: stopped numbers and accounts keep billing.
     """
+    ctx.obj = {"verbose": verbose}
 
 
 # What a finished command no longer needs but `run` need not free (see there).
@@ -215,6 +229,23 @@ def _shard_option(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(exc)) from None
 
 
+PLAN_FORMATS = ("text", "json", "markdown", "github")
+
+
+def format_option(
+    choices: tuple[str, ...] = PLAN_FORMATS, help: str = "Output format."
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--format (as `fmt`), text by default."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default="text",
+        show_default=True,
+        help=help,
+    )
+
+
 def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--account, --shard, --format, --no-color (plus --config, -v) for plan, apply, drift."""
     func = click.option(
@@ -226,14 +257,7 @@ def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--no-color", is_flag=True, help="No colour (also when NO_COLOR is set or not a TTY)."
     )(func)
-    func = click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(["text", "json", "markdown", "github"]),
-        default="text",
-        show_default=True,
-        help="Output format.",
-    )(func)
+    func = format_option()(func)
     func = click.option(
         "--account",
         "accounts",

@@ -11,6 +11,7 @@ from reconciler.cli.base import (
     EXIT_ERROR,
     EXIT_OK,
     at_option,
+    format_option,
     hold_until_exit,
     main,
     plan_options,
@@ -68,6 +69,33 @@ def plan(
         if detailed_exitcode and result.changes:
             return EXIT_CHANGES
         return EXIT_OK
+
+    run_guarded(body)
+
+
+@main.command()
+@click.argument("plan_file", metavar="PLAN.json", type=click.Path(dir_okay=False))
+@format_option()
+@click.option(
+    "--no-color", is_flag=True, help="No colour (also when NO_COLOR is set or not a TTY)."
+)
+def show(plan_file: str, fmt: str, no_color: bool) -> None:
+    """Render a saved plan exactly as `plan` printed it, reading neither live state nor the
+    config (one read of live for every format a pull request needs).
+
+    \b
+    Example:
+      reconciler plan --out plan.json --format github
+      reconciler show plan.json --format markdown > comment.md
+    """
+
+    def body() -> int:
+        from reconciler.planfile import load_plan
+        from reconciler.render import render
+
+        saved = load_plan(plan_file)
+        click.echo(render(saved, fmt, color=use_color(no_color)), nl=False)
+        return EXIT_ERROR if saved.errors else EXIT_OK
 
     run_guarded(body)
 

@@ -10,6 +10,7 @@ from reconciler.cli.base import (
     EXIT_OK,
     at_option,
     config_options,
+    format_option,
     hold_until_exit,
     main,
     run_guarded,
@@ -31,13 +32,9 @@ from reconciler.cli.base import (
     help="How far ahead to look.",
 )
 @at_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown", "ics"]),
-    default="text",
-    show_default=True,
-    help="Output format; ics is an RFC 5545 calendar to subscribe to.",
+@format_option(
+    ("text", "json", "markdown", "ics"),
+    "Output format; ics is an RFC 5545 calendar to subscribe to.",
 )
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write to FILE.")
 def schedule(

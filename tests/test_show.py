@@ -1,0 +1,83 @@
+"""`reconciler show` renders a saved plan exactly as `plan` printed it, reading neither live
+state nor the config (issue 15, item 1); `-v` works before the subcommand (item 4)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from test_cli_e2e import audit, run
+
+from reconciler.providers.sandbox.server import start_server
+
+AT = "2026-12-01T09:00:00Z"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "github"])
+def test_show_prints_what_plan_printed(project, fmt):
+    code, printed = run("plan", "--at", AT, "--format", fmt, "--no-color", "--out", "plan.json")
+    assert code == 0
+    shutil.rmtree(project / "config")  # no config, and no way to reach live state
+    shutil.rmtree(project / ".reconciler")
+    code, shown = run("show", "plan.json", "--format", fmt, "--no-color")
+    assert code == 0
+    assert shown == printed.replace("Saved the plan to plan.json.\n", "")
+    assert not (project / ".reconciler").exists()  # nothing was opened or seeded
+
+
+def test_show_of_a_plan_with_errors_exits_1(project):
+    (project / "config" / "accounts" / "acme-dental.yaml").write_text(
+        (project / "config" / "accounts" / "acme-dental.yaml")
+        .read_text()
+        .replace("id: 1001", "id: 9999")
+    )
+    code, _ = run("plan", "--out", "plan.json")
+    assert code == 1
+    code, out = run("show", "plan.json")
+    assert code == 1 and "Plan has 1 error(s) and cannot be applied" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("[" * 100_000, "nested too deeply"),
+        ("not json", "not JSON"),
+        ('{"format_version": 2}', "format_version 1"),
+        ('{"format_version": 1, "changes": "x"}', "not a reconciler plan ("),
+    ],
+    ids=["deep", "text", "version", "types"],
+)
+def test_a_file_that_is_not_a_plan_is_one_line(project, content, said):
+    (project / "p.json").write_text(content)
+    code, out = run("show", "p.json")
+    assert code == 1 and "Traceback" not in out
+    assert out.strip().splitlines() == [out.strip().splitlines()[-1]]
+    assert out.startswith("Error: p.json: ") and said in out
+
+
+def test_show_of_a_missing_file_is_one_line(project):
+    code, out = run("show", "nope.json")
+    assert (
+        code == 1 and out.strip() == "Error: nope.json: cannot read it (No such file or directory)"
+    )
+
+
+def test_verbose_before_the_subcommand_is_accepted_and_logs(project):
+    run("plan")  # seed the database
+    with start_server(
+        project / ".reconciler" / "sandbox.db", access_key="ak", secret_key="sk-show-0123"
+    ) as server:
+        (project / "config" / "reconciler.yaml").write_text(
+            f"provider:\n  type: ctm\n  base_url: {server.url}\n  requests_per_second: 500\n"
+        )
+        env = {**os.environ, "CTM_ACCESS_KEY": "ak", "CTM_SECRET_KEY": "sk-show-0123"}
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "-vv", "plan", "--account", "1001"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "request: method=GET path=/accounts/1001" in done.stderr
+    assert audit(project) == []
