@@ -174,3 +174,13 @@ def test_pre_commit_hook_definition_runs_validate(tmp_path):
         timeout=60,
     )
     assert failed.returncode == 1 and "a.yaml:3:" in failed.stderr
+
+
+def test_the_pull_request_workflow_reads_live_state_once():
+    """One plan step reads live; the Markdown comment is `show` of its saved plan."""
+    steps = load(ROOT / ".github" / "workflows" / "plan.yml")["jobs"]["plan"]["steps"]
+    ours = [s for s in steps if s.get("uses") == "./.github/actions/reconciler"]
+    reads = [s for s in ours if s["with"]["command"] in ("plan", "drift", "apply")]
+    assert [s["id"] for s in reads] == ["plan"]
+    shown = [s for s in ours if s["with"]["command"] == "show"]
+    assert [s["with"]["plan-file"] for s in shown] == ["${{ steps.plan.outputs.report }}"]
