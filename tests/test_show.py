@@ -81,3 +81,11 @@ def test_verbose_before_the_subcommand_is_accepted_and_logs(project):
     assert done.returncode == 0, done.stderr
     assert "request: method=GET path=/accounts/1001" in done.stderr
     assert audit(project) == []
+
+
+def test_validate_refuses_a_seed_that_does_not_exist(project):
+    settings = project / "config" / "reconciler.yaml"
+    settings.write_text(settings.read_text().replace("sandbox-fleet.yaml", "no-such-fleet.yaml"))
+    code, out = run("validate")
+    assert code == 1 and "provider.seed names" in out and "no-such-fleet.yaml" in out
+    assert code == 1 and not (project / ".reconciler").exists()

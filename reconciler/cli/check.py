@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -32,6 +33,7 @@ def validate(config_dir: str, verbose: int) -> None:
         from reconciler.config import load_config
 
         desired = hold_until_exit(load_config(config_dir))
+        _check_seed(desired)
         n_numbers = sum(len(a.numbers) for a in desired.accounts.values())
         click.echo(
             f"{config_dir}: valid ({len(desired.accounts)} accounts, {n_numbers} numbers, "
@@ -40,6 +42,22 @@ def validate(config_dir: str, verbose: int) -> None:
         return EXIT_OK
 
     run_guarded(body)
+
+
+def _check_seed(desired: Any) -> None:
+    """The sandbox's `provider.seed` must name a file that exists (it is read on first use)."""
+    from reconciler.engine import settings_dir
+    from reconciler.errors import ReconcilerError
+
+    cfg = desired.settings.provider
+    if cfg.type != "sandbox" or not cfg.seed:
+        return
+    seed = os.path.normpath(settings_dir(desired) / cfg.seed)
+    if not os.path.isfile(seed):
+        raise ReconcilerError(
+            f"{desired.settings_path}: provider.seed names {seed}, which is not a file; write "
+            "the path of a fleet file relative to the settings file, or remove provider.seed"
+        )
 
 
 @main.command()

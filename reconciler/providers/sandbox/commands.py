@@ -53,7 +53,8 @@ def sandbox() -> None:
     "fleet_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Fleet file (YAML or JSON, the wire shape of SPEC §7).",
+    help="Fleet file (YAML or JSON): accounts with their numbers in the wire API's shape "
+    "(schemas/provider-api.openapi.yaml).",
 )
 def init(db_path: Path, fleet_path: Path) -> None:
     """Create or replace a sandbox database from a fleet file.
@@ -278,7 +279,9 @@ def serve(
     stats_file: Path | None,
     verbose: int,
 ) -> None:
-    """Serve the provider's HTTP API (SPEC §7) over a sandbox database until stopped.
+    """Serve the provider's HTTP API over a sandbox database until stopped.
+
+    The API is documented in schemas/provider-api.openapi.yaml.
 
     Clients authenticate with HTTP Basic (access key, secret key). The keys come from
     RECONCILER_SANDBOX_ACCESS_KEY and RECONCILER_SANDBOX_SECRET_KEY (or --access-key and
