@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_cli_e2e import audit, run
@@ -89,3 +90,16 @@ def test_validate_refuses_a_seed_that_does_not_exist(project):
     code, out = run("validate")
     assert code == 1 and "provider.seed names" in out and "no-such-fleet.yaml" in out
     assert code == 1 and not (project / ".reconciler").exists()
+
+
+def test_shell_completion_offers_the_config_account_ids(project):
+    env = {
+        **os.environ,
+        "_RECONCILER_COMPLETE": "bash_complete",
+        "COMP_WORDS": "reconciler plan --account 100",
+        "COMP_CWORD": "3",
+    }
+    script = str(Path(sys.executable).with_name("reconciler"))  # the installed entry point
+    done = subprocess.run([script], capture_output=True, text=True, env=env, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["plain,1001", "plain,1002", "plain,1003", "plain,1004"]

@@ -229,6 +229,29 @@ def _shard_option(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(exc)) from None
 
 
+def complete_accounts(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for --account: the ids of the config's account files (read with a
+    regex, not the full config loader: completion must answer at once, even for a config
+    that does not validate yet)."""
+    import glob
+    import re
+
+    from click.shell_completion import CompletionItem
+
+    config_dir = ctx.params.get("config_dir") or os.environ.get("RECONCILER_CONFIG") or "config"
+    found: dict[str, str] = {}
+    pattern = re.compile(r"^\s+id:\s*[\"']?([^\"'\s#]+)", re.M)
+    for path in sorted(glob.glob(os.path.join(config_dir, "accounts", "*.y*ml"))):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                match = pattern.search(fh.read(65536))
+        except OSError:
+            continue
+        if match and match[1].startswith(incomplete):
+            found.setdefault(match[1], os.path.basename(path))
+    return [CompletionItem(account, help=name) for account, name in found.items()]
+
+
 PLAN_FORMATS = ("text", "json", "markdown", "github")
 
 
@@ -263,6 +286,7 @@ def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "accounts",
         multiple=True,
         metavar="ID",
+        shell_complete=complete_accounts,
         help="Only this account (repeatable).",
     )(func)
     return config_options(func)
