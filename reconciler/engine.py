@@ -188,6 +188,7 @@ def make_plan(
         provider=ProviderInfo(type=provider.kind, target=provider.target),
         scope=[str(a) for a in accounts],
     )
+    plan.shard = f"{shard[0]}/{shard[1]}" if shard else None
     from reconciler.models import UpcomingEvent
     from reconciler.schedule import upcoming
 

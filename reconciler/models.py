@@ -615,6 +615,7 @@ class Plan(PlanModel):
     checksum: str
     provider: ProviderInfo
     scope: list[str] = Field(default_factory=list, description="--account ids; empty = all.")
+    shard: str | None = Field(None, description="--shard K/N, when the plan was sharded.")
     changes: list[Change] = Field(default_factory=list)
     warnings: list[Finding] = Field(default_factory=list)
     errors: list[Finding] = Field(default_factory=list)

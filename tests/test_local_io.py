@@ -49,7 +49,8 @@ def test_a_hostile_saved_plan_is_one_line_and_applies_nothing(project):
         code, out = run("apply", "--plan", name, "--auto-approve")
         assert code == 1 and "Traceback" not in out
         assert out.strip().splitlines()[-1].startswith(f"Error: {name}: ")
-    assert audit(project) == []
+    # refused before the provider is opened: no database was even seeded
+    assert not (project / ".reconciler" / "sandbox.db").exists()
 
 
 def test_import_into_a_directory_under_a_file_is_one_line(project):

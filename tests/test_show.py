@@ -3,6 +3,7 @@ state nor the config (issue 15, item 1); `-v` works before the subcommand (item 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -103,3 +104,38 @@ def test_shell_completion_offers_the_config_account_ids(project):
     done = subprocess.run([script], capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["plain,1001", "plain,1002", "plain,1003", "plain,1004"]
+
+
+def test_apply_of_a_saved_plan_keeps_its_scope(project):
+    code, _ = run("plan", "--account", "1001", "--out", "p.json")
+    assert code == 0
+    # account 1003 has a change too: the saved plan of 1001 alone is not stale for that
+    code, out = run("apply", "--plan", "p.json", "--auto-approve")
+    assert code == 0, out
+    assert "Re-planning in the saved plan's scope: accounts 1001." in out
+    assert {w["resource"].split(".")[0] for w in audit(project)} == {"number"}
+    assert all(w["resource"].startswith("number.+1410") for w in audit(project))
+
+
+def test_apply_of_a_saved_plan_refuses_another_scope(project):
+    run("plan", "--account", "1001", "--out", "p.json")
+    code, out = run("apply", "--plan", "p.json", "--account", "1003", "--auto-approve")
+    assert code == 1
+    assert out.strip().splitlines()[-1] == (
+        "Error: the saved plan p.json covers accounts 1001; run plan again with the scope you "
+        "want to apply (nothing was applied)"
+    )
+    assert audit(project) == []
+    code, out = run("apply", "--plan", "p.json", "--account", "1001", "--auto-approve")
+    assert code == 0, out  # the same scope, given again, is the saved one
+
+
+def test_a_sharded_saved_plan_keeps_its_shard(project):
+    code, _ = run("plan", "--shard", "1/2", "--format", "json", "--out", "p.json")
+    assert code == 0
+    saved = json.loads((project / "p.json").read_text())
+    assert saved["shard"] == "1/2"
+    code, out = run("apply", "--plan", "p.json", "--auto-approve")
+    assert code == 0, out
+    assert "Re-planning in the saved plan's scope: all accounts, shard 1/2." in out
+    assert {w["resource"] for w in audit(project)} == {c["address"] for c in saved["changes"]}

@@ -120,6 +120,8 @@ def _run_apply(
     from reconciler.lock import apply_lock
     from reconciler.render import render
 
+    if plan_file:
+        accounts, shard = _saved_scope(plan_file, accounts, shard, _sayer(fmt))
     desired = load_config(config_dir)
     # The lock is taken before planning and held through approval and writes, so the plan
     # that is shown is the plan that is applied: no other apply from this machine can
@@ -189,6 +191,35 @@ def _confirm(plan: Plan, target: str, say: Callable[[str], None]) -> bool:
         say("Apply cancelled; nothing was changed.")
         return False
     return True
+
+
+def _saved_scope(
+    plan_file: str,
+    accounts: tuple[str, ...],
+    shard: tuple[int, int] | None,
+    say: Callable[[str], None],
+) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+    """The scope to re-plan a saved plan in: its own (`--account`/`--shard` recorded in it).
+    An explicit different scope is refused; the same one, or none, is the saved one."""
+    from reconciler.errors import ReconcilerError
+    from reconciler.planfile import load_plan
+    from reconciler.shard import parse_shard
+
+    saved = load_plan(plan_file)
+    saved_shard = parse_shard(saved.shard) if saved.shard else None
+    covers = ", ".join(saved.scope) if saved.scope else "all accounts"
+    covers = f"accounts {covers}" if saved.scope else covers
+    if saved.shard:
+        covers += f", shard {saved.shard}"
+    asked = (set(accounts), shard)
+    if (accounts or shard) and asked != (set(saved.scope), saved_shard):
+        raise ReconcilerError(
+            f"the saved plan {plan_file} covers {covers}; run plan again with the scope you "
+            "want to apply (nothing was applied)"
+        )
+    if saved.scope or saved.shard:
+        say(f"Re-planning in the saved plan's scope: {covers}.")
+    return tuple(saved.scope), saved_shard
 
 
 def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -> ApplyReport:
