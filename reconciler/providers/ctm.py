@@ -12,7 +12,7 @@ deadlines, retries, rate limit, size limits, redaction) is `transport.py`.
   called (the engine does so while the config loads) without ever adding a request for
   an account ``read`` is then asked for. Workers only fetch; pages are decoded by the
   thread that reads.
-- **Paging trusts no count.** ``total_pages``/``total_entries`` only say how many pages
+- **Paging trusts no count** (`paging.py`). ``total_pages``/``total_entries`` only say how many pages
   to ask for ahead (at most ``2 × concurrency`` in flight); a list ends at a short or empty
   page, at ``total_entries``, or at its last page once no ``next_page`` follows it, and
   goes on while full pages with a ``next_page`` keep coming. A list of more than
@@ -37,7 +37,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -51,6 +50,7 @@ from reconciler.models import (
 )
 from reconciler.providers import wire
 from reconciler.providers.base import NumberField, Provider
+from reconciler.providers.paging import MAX_PAGES, PER_PAGE, Page, PagedList, Walker, too_many
 from reconciler.providers.transport import (
     Response,
     RetryPolicy,
@@ -64,8 +64,6 @@ __all__ = ["MAX_PAGES", "CtmProvider", "RetryPolicy", "TokenBucket"]
 T = TypeVar("T")
 R = TypeVar("R")
 
-PER_PAGE = wire.MAX_PER_PAGE
-MAX_PAGES = 1000  # per list: 150,000 accounts, or numbers of one account
 ACCOUNT_STATUSES = ("active", "paused", "stopped")
 NUMBER_VALUES = {"calls": ("allowed", "stopped"), "swapping": ("active", "paused")}
 
@@ -105,101 +103,6 @@ def _redacting(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-@dataclass(frozen=True)
-class _Page:
-    """One decoded page of a list, with what it claims about the rest of the list."""
-
-    items: list[Any]  # LiveNumber objects (numbers) or wire dicts (accounts)
-    claimed: int  # pages the provider says the list has
-    full: bool  # as many items as a page holds: there may be more
-    more: bool  # `next_page` names a further page
-    entries: int | None  # `total_entries`, if given
-
-
-@dataclass
-class _List:
-    """A list being walked: how far it is asked for and whether it has ended."""
-
-    path: str
-    claimed: int
-    pages: list[_Page] = field(default_factory=list)
-    got: int = 0
-    next: int = 2  # the next page to ask for
-    gone: bool = False  # a later page 404'd: the account went away meanwhile
-    done: bool = False
-
-    def add(self, page: _Page, n: int) -> None:
-        self.pages.append(page)
-        self.got += len(page.items)
-        if not page.full or (page.entries is not None and self.got >= page.entries):
-            self.done = True
-        elif n >= self.claimed:
-            if not page.more:
-                self.done = True
-            elif n >= MAX_PAGES:
-                raise _too_many(self.path)
-            else:
-                self.claimed = n + 1  # full pages keep coming: follow them
-
-
-def _too_many(path: str, claimed: int | None = None) -> ProviderError:
-    said = f"claims {claimed} pages" if claimed is not None else "keeps naming a next page"
-    return ProviderError(
-        f"ctm: GET {path}: the provider {said}, more than the {MAX_PAGES} pages "
-        f"({MAX_PAGES * PER_PAGE:,} entries) this client reads of one list"
-    )
-
-
-class _Walker:
-    """Fetches the remaining pages of several lists, at most `window` requests ahead, and
-    decodes them in order as they arrive; a list stops as soon as it has ended."""
-
-    def __init__(
-        self,
-        lists: dict[str, _List],
-        fetch: Callable[[str, int], Future[Any]],
-        decode: Callable[[str, Any], _Page | None],
-        window: int,
-    ) -> None:
-        self.lists, self.fetch, self.decode, self.window = lists, fetch, decode, window
-        self.todo = deque(k for k, lst in lists.items() if not lst.done)
-        self.inflight: deque[tuple[str, int, Future[Any]]] = deque()
-        self._submit()
-
-    def _submit(self) -> None:
-        while self.todo and len(self.inflight) < self.window:
-            key = self.todo[0]
-            lst = self.lists[key]
-            if lst.done or lst.next > lst.claimed:
-                self.todo.popleft()
-                continue
-            self.inflight.append((key, lst.next, self.fetch(key, lst.next)))
-            lst.next += 1
-
-    def run(self) -> dict[str, _List]:
-        try:
-            while self.inflight:
-                key, n, future = self.inflight.popleft()
-                lst = self.lists[key]
-                if lst.done:
-                    future.cancel()
-                else:
-                    page = self.decode(key, future.result())
-                    if page is None:
-                        lst.gone = lst.done = True
-                    else:
-                        was = lst.claimed
-                        lst.add(page, n)
-                        if lst.claimed > was:
-                            self.todo.append(key)
-                self._submit()
-        except BaseException:
-            for _, _, future in self.inflight:
-                future.cancel()
-            raise
-        return self.lists
-
-
 class CtmProvider(Provider):
     """Reads and writes accounts and numbers over the provider's REST API (see module doc)."""
 
@@ -231,7 +134,7 @@ class CtmProvider(Provider):
         # (in flight or not yet decoded; decoded, in `_ready`), page 1 of the account list,
         # and the accounts whose page has arrived since `prefetch` last looked.
         self._early: dict[str, Future[Response | None]] = {}
-        self._ready: dict[str, _Page | None] = {}
+        self._ready: dict[str, Page | None] = {}
         self._early_list: Future[Any] | None = None
         self._arrived: deque[str] = deque()
 
@@ -304,7 +207,7 @@ class CtmProvider(Provider):
         self,
         account_ids: Iterable[str],
         early: dict[str, Future[Response | None]],
-        ready: dict[str, _Page | None],
+        ready: dict[str, Page | None],
     ) -> None:
         """Decode these prefetched pages (waiting for them): from `early` into `ready`.
 
@@ -356,7 +259,7 @@ class CtmProvider(Provider):
         less.
         """
         listed: dict[str, Any] = {}
-        walker: _Walker | None = None
+        walker: Walker | None = None
         gets: dict[str, Future[Any]] = {}
         if len(wanted) == 1:
             gets = {a: pool.submit(self._get_account, a) for a in wanted}
@@ -366,13 +269,13 @@ class CtmProvider(Provider):
             )
             listed.update(first.items)
             rest = [a for a in wanted if a not in listed]
-            accounts = _List("/accounts", first.claimed)
+            accounts = PagedList("/accounts", first.claimed)
             accounts.add(first, 1)
             if rest and not accounts.done:
                 if len(rest) < accounts.claimed - 1:
                     gets = {a: pool.submit(self._get_account, a) for a in rest}
                 else:
-                    walker = _Walker(
+                    walker = Walker(
                         {"/accounts": accounts},
                         lambda _key, n: pool.submit(self._get, "/accounts", n),
                         self._account_page,
@@ -406,7 +309,7 @@ class CtmProvider(Provider):
         except ProviderNotFound:
             return None
 
-    def _account_page(self, path: str, data: Any) -> _Page:
+    def _account_page(self, path: str, data: Any) -> Page:
         """A page of the account list; its items are the wire dicts by id."""
         items = self._items(data, "accounts", path)
         try:
@@ -422,7 +325,7 @@ class CtmProvider(Provider):
         accounts: list[LiveAccount],
         pool: ThreadPoolExecutor,
         early: dict[str, Future[Response | None]],
-        ready: dict[str, _Page | None],
+        ready: dict[str, Page | None],
     ) -> set:
         """Fill in every account's numbers; return the ids whose numbers 404 (gone).
 
@@ -438,15 +341,15 @@ class CtmProvider(Provider):
                 for a in accounts
             ],
         )
-        lists: dict[str, _List] = {}
+        lists: dict[str, PagedList] = {}
         gone: set[str] = set()
         for acc, first in zip(accounts, firsts, strict=True):
             if first is None:
                 gone.add(acc.id)
                 continue
-            lists[acc.id] = _List(f"/accounts/{acc.id}/numbers", first.claimed)
+            lists[acc.id] = PagedList(f"/accounts/{acc.id}/numbers", first.claimed)
             lists[acc.id].add(first, 1)
-        _Walker(
+        Walker(
             lists,
             lambda account_id, n: pool.submit(self._fetch_numbers, account_id, n),
             self._numbers_of,
@@ -481,8 +384,8 @@ class CtmProvider(Provider):
             return None
 
     def _firsts(
-        self, account_ids: list[str], sources: list[Future[Response | None] | _Page | None]
-    ) -> list[_Page | None]:
+        self, account_ids: list[str], sources: list[Future[Response | None] | Page | None]
+    ) -> list[Page | None]:
         """Each account's first page, decoded here as it arrives, in order (a source that
         is not a future is a page decoded already); a failure cancels the rest."""
         try:
@@ -496,7 +399,7 @@ class CtmProvider(Provider):
                     got.cancel()
             raise
 
-    def _numbers_of(self, account_id: str, resp: Response | None) -> _Page | None:
+    def _numbers_of(self, account_id: str, resp: Response | None) -> Page | None:
         """A fetched numbers page decoded and converted (None stays None: gone)."""
         if resp is None:
             return None
@@ -516,7 +419,7 @@ class CtmProvider(Provider):
             raise ProviderError(f"ctm: GET {path}: malformed response: no {key!r} list")
         return items
 
-    def _page(self, data: dict, path: str, items: list[Any], count: int) -> _Page:
+    def _page(self, data: dict, path: str, items: list[Any], count: int) -> Page:
         """What a page claims about its list, checked: counts are whole numbers >= 0, and a
         list of more than MAX_PAGES pages is refused before a page of it is queued."""
         counts = {}
@@ -535,8 +438,8 @@ class CtmProvider(Provider):
             entries = counts["total_entries"]
             claimed = math.ceil(entries / size) if entries is not None else (2 if more else 1)
         if claimed > MAX_PAGES:
-            raise _too_many(path, claimed)
-        return _Page(items, claimed, count >= min(size, PER_PAGE), more, counts["total_entries"])
+            raise too_many(path, claimed)
+        return Page(items, claimed, count >= min(size, PER_PAGE), more, counts["total_entries"])
 
     # --- writes -------------------------------------------------------------------------
 
@@ -616,9 +519,9 @@ class CtmProvider(Provider):
         """
         pool = self._executor()
         first = self._account_page("/accounts", self._get("/accounts", 1))
-        walked = _List("/accounts", first.claimed)
+        walked = PagedList("/accounts", first.claimed)
         walked.add(first, 1)
-        _Walker(
+        Walker(
             {"/accounts": walked},
             lambda _key, n: pool.submit(self._get, "/accounts", n),
             self._account_page,
@@ -644,7 +547,7 @@ class CtmProvider(Provider):
         accounts that 404 are left out."""
         firsts = _results([pool.submit(self._count_page, a, 1) for a in account_ids])
         counts: dict[str, int] = {}
-        lists: dict[str, _List] = {}
+        lists: dict[str, PagedList] = {}
         for account_id, first in zip(account_ids, firsts, strict=True):
             if first is None:
                 continue
@@ -653,9 +556,9 @@ class CtmProvider(Provider):
             elif first.entries is not None:
                 counts[account_id] = max(first.entries, len(first.items))
             else:
-                lists[account_id] = _List(f"/accounts/{account_id}/numbers", first.claimed)
+                lists[account_id] = PagedList(f"/accounts/{account_id}/numbers", first.claimed)
                 lists[account_id].add(first, 1)
-        _Walker(
+        Walker(
             lists,
             lambda account_id, n: pool.submit(self._count_page, account_id, n),
             lambda _account_id, page: page,
@@ -666,7 +569,7 @@ class CtmProvider(Provider):
                 counts[account_id] = len({str(i) for page in lst.pages for i in page.items})
         return counts
 
-    def _count_page(self, account_id: str, n: int) -> _Page | None:
+    def _count_page(self, account_id: str, n: int) -> Page | None:
         """Page `n` of an account's numbers with only their ids (None: the account is gone)."""
         try:
             data = self._get(self._numbers_path(account_id), n)

@@ -34,20 +34,26 @@ import io
 import json
 import logging
 import math
-import random
 import socket
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from reconciler.errors import ProviderNotFound
+from reconciler.providers.sandbox.faults import Faults, ServerStats
 from reconciler.providers.sandbox.fleet import ID_PATTERN
+from reconciler.providers.sandbox.routes import (
+    BASE_PATH,
+    HttpError,
+    envelope,
+    envelope_json,
+    page_args,
+    resolve,
+)
 from reconciler.providers.sandbox.store import (
     BadValue,
     Conflict,
@@ -55,10 +61,7 @@ from reconciler.providers.sandbox.store import (
     SandboxDbError,
     SandboxStore,
 )
-from reconciler.providers.wire import MAX_PER_PAGE
 
-BASE_PATH = "/api/v1"
-DEFAULT_PER_PAGE = 10  # as the real API (its docs' pagination samples)
 MAX_BODY_BYTES = 1024 * 1024
 SOCKET_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
@@ -67,231 +70,6 @@ UNAVAILABLE = "the sandbox database is being replaced or is not usable; retry sh
 
 log = logging.getLogger("reconciler.sandbox.server")
 access_log = logging.getLogger("reconciler.sandbox.access")
-
-
-class HttpError(Exception):
-    """Answer with this status and reason (and optional headers)."""
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None):
-        super().__init__(reason)
-        self.status, self.reason, self.headers = status, reason, headers or {}
-
-
-# --- counters and faults ----------------------------------------------------------------
-
-
-class ServerStats:
-    """Thread-safe request counters: totals, reads, writes, per status, faults by kind."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self._total = self._reads = self._writes = 0
-            self._by_status: Counter[int] = Counter()
-            self._faults: Counter[str] = Counter()
-
-    def request(self, method: str) -> None:
-        with self._lock:
-            self._total += 1
-            if method in ("GET", "HEAD"):
-                self._reads += 1
-            elif method == "POST":
-                self._writes += 1
-
-    def status(self, status: int) -> None:
-        with self._lock:
-            self._by_status[status] += 1
-
-    def fault(self, kind: str) -> None:
-        with self._lock:
-            self._faults[kind] += 1
-
-    @property
-    def total(self) -> int:
-        return self._total
-
-    @property
-    def reads(self) -> int:
-        return self._reads
-
-    @property
-    def writes(self) -> int:
-        return self._writes
-
-    @property
-    def by_status(self) -> dict[int, int]:
-        with self._lock:
-            return dict(self._by_status)
-
-    @property
-    def faults(self) -> dict[str, int]:
-        """Injected faults by kind: latency, error, drop, rate_limit."""
-        with self._lock:
-            return dict(self._faults)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "total": self._total,
-                "reads": self._reads,
-                "writes": self._writes,
-                "by_status": dict(self._by_status),
-                "faults": dict(self._faults),
-            }
-
-
-class TokenBucket:
-    """`rate` tokens per second, burst of about one second's worth."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)
-        self._tokens = self.capacity
-        self._last = time.monotonic()
-        self._lock = threading.Lock()
-
-    def take(self) -> float:
-        """0 if a token was taken, else seconds until one will be there."""
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return 0.0
-            return (1.0 - self._tokens) / self.rate
-
-
-@dataclass
-class Faults:
-    latency_ms: float = 0.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    rate_limit: float | None = None
-    rng_seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.latency_ms < 0:
-            raise ValueError("latency_ms must be >= 0")
-        for name in ("error_rate", "drop_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1")
-        if self.rate_limit is not None and self.rate_limit <= 0:
-            raise ValueError("rate_limit must be > 0 requests per second")
-        self._rng = random.Random(self.rng_seed)
-        self._lock = threading.Lock()
-        self.bucket = TokenBucket(self.rate_limit) if self.rate_limit else None
-
-    def chance(self, rate: float) -> bool:
-        """True with probability `rate` (seeded; one shared sequence for all threads)."""
-        if rate <= 0.0:
-            return False
-        if rate >= 1.0:
-            return True
-        with self._lock:
-            return self._rng.random() < rate
-
-
-# --- routing ----------------------------------------------------------------------------
-
-# (segments with "{}" for an id, method, handler name)
-_ROUTES: list[tuple[tuple[str, ...], str, str]] = [
-    (("accounts",), "GET", "list_accounts"),
-    (("accounts", "{}"), "GET", "get_account"),
-    (("accounts", "{}", "numbers"), "GET", "list_numbers"),
-    (("accounts", "{}", "numbers", "{}"), "GET", "get_number"),
-    (("accounts", "{}", "status"), "POST", "set_status"),
-    (("accounts", "{}", "numbers", "{}", "update_number"), "POST", "update_number"),
-]
-
-
-def resolve(method: str, raw_path: str) -> tuple[str, list[str]]:
-    """(handler name, ids) for a request path; HttpError 404/405 otherwise."""
-    path = urlsplit(raw_path).path
-    if not path.startswith(BASE_PATH + "/"):
-        raise HttpError(404, "no such path")
-    rest = path[len(BASE_PATH) + 1 :]
-    if rest.endswith(".json"):
-        rest = rest[: -len(".json")]
-    # Split first, then decode: "%2F" inside an id stays inside that id (and fails below).
-    segments = [unquote(s) for s in rest.split("/")]
-    allowed: list[str] = []
-    for pattern, route_method, name in _ROUTES:
-        ids = _match(pattern, segments)
-        if ids is None:
-            continue
-        if route_method == ("GET" if method == "HEAD" else method):
-            return name, ids
-        allowed.append(route_method)
-    if allowed:
-        raise HttpError(405, f"method {method} not allowed here", {"Allow": ", ".join(allowed)})
-    raise HttpError(404, "no such path")
-
-
-def _match(pattern: tuple[str, ...], segments: list[str]) -> list[str] | None:
-    if len(pattern) != len(segments):
-        return None
-    ids = []
-    for want, got in zip(pattern, segments, strict=True):
-        if want == "{}":
-            ids.append(got)
-        elif want != got:
-            return None
-    return ids
-
-
-def _page_args(query: str) -> tuple[int, int]:
-    params = parse_qs(query, keep_blank_values=True)
-
-    def number(name: str, default: int) -> int:
-        values = params.get(name)
-        if not values:
-            return default
-        try:
-            value = int(values[-1])
-        except ValueError:
-            raise HttpError(400, f"{name} must be a positive integer") from None
-        if value < 1:
-            raise HttpError(400, f"{name} must be a positive integer")
-        return value
-
-    page, per_page = number("page", 1), number("per_page", DEFAULT_PER_PAGE)
-    if per_page > MAX_PER_PAGE:
-        raise HttpError(400, f"per_page limit is {MAX_PER_PAGE}")
-    return page, per_page
-
-
-def envelope(
-    key: str, items: list[Any], total: int, page: int, per_page: int, url: str = ""
-) -> dict[str, Any]:
-    """A list page as the real API shapes it: `next_page`/`previous_page` are full URLs
-    (`url` is the list's own URL, without query), null at either end."""
-    total_pages = math.ceil(total / per_page)
-
-    def at(n: int) -> str:
-        return f"{url}?{urlencode({'page': n, 'per_page': per_page})}"
-
-    return {
-        key: items,
-        "page": page,
-        "per_page": per_page,
-        "total_entries": total,
-        "total_pages": total_pages,
-        "next_page": at(page + 1) if page < total_pages else None,
-        "previous_page": at(page - 1) if page > 1 else None,
-    }
-
-
-def envelope_json(
-    key: str, items: str, total: int, page: int, per_page: int, url: str = ""
-) -> bytes:
-    """`envelope` encoded, for items that are JSON text already (an array)."""
-    rest = envelope(key, [], total, page, per_page, url)
-    del rest[key]
-    return f'{{"{key}":{items},{json.dumps(rest, separators=(",", ":"))[1:]}'.encode()
 
 
 def _check_id(value: str, what: str) -> str:
@@ -474,7 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
     # routes ------------------------------------------------------------------------
 
     def _list_accounts(self, ids: list[str], body: bytes) -> None:
-        page, per_page = _page_args(urlsplit(self.path).query)
+        page, per_page = page_args(urlsplit(self.path).query)
         items, total = self._store.list_accounts(page, per_page)
         self._send(200, envelope("accounts", items, total, page, per_page, self._own_url()))
 
@@ -483,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _list_numbers(self, ids: list[str], body: bytes) -> None:
         account_id = _check_id(ids[0], "account")
-        page, per_page = _page_args(urlsplit(self.path).query)
+        page, per_page = page_args(urlsplit(self.path).query)
         items, total = self._store.list_numbers_json(account_id, page, per_page)
         url = self._own_url()
         self._send_body(200, envelope_json("numbers", items, total, page, per_page, url))
