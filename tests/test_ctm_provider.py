@@ -20,10 +20,10 @@ from reconciler.errors import ProviderAuthError, ProviderError, ProviderNotFound
 from reconciler.errors import ProviderTransientError as Transient
 from reconciler.models import ProviderSettings
 from reconciler.providers.ctm import CtmProvider, RetryPolicy
+from reconciler.providers.sandbox.create import create_database
 from reconciler.providers.sandbox.fleet import parse_fleet
 from reconciler.providers.sandbox.generate import generate_database
 from reconciler.providers.sandbox.server import RunningServer, start_server
-from reconciler.providers.sandbox.store import create_database
 
 ACCESS, SECRET = "test-access", "test-secret"
 ENV = {"CTM_ACCESS_KEY": ACCESS, "CTM_SECRET_KEY": SECRET}

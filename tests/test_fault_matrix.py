@@ -27,9 +27,10 @@ from click.testing import CliRunner
 
 import reconciler.apply
 from reconciler.cli import main
+from reconciler.providers.sandbox.create import create_database
 from reconciler.providers.sandbox.fleet import parse_fleet
 from reconciler.providers.sandbox.server import RunningServer, start_server
-from reconciler.providers.sandbox.store import SandboxStore, create_database
+from reconciler.providers.sandbox.store import SandboxStore
 
 ACCESS, SECRET = "matrix-access", "matrix-secret-0a1b2c"
 SEED = 7

@@ -18,8 +18,9 @@ import requests
 import yaml
 from openapi_spec_validator import validate as validate_openapi
 
+from reconciler.providers.sandbox.create import create_database
 from reconciler.providers.sandbox.server import RunningServer, start_server
-from reconciler.providers.sandbox.store import Row, SandboxStore, create_database
+from reconciler.providers.sandbox.store import Row, SandboxStore
 
 REPO = Path(__file__).resolve().parents[1]
 OPENAPI = yaml.safe_load((REPO / "schemas" / "provider-api.openapi.yaml").read_text())

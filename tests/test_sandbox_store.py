@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from reconciler.errors import ProviderError, ProviderNotFound
+from reconciler.providers.sandbox.create import create_database
 from reconciler.providers.sandbox.fleet import (
     FleetError,
     dump_fleet,
@@ -31,7 +32,6 @@ from reconciler.providers.sandbox.store import (
     Conflict,
     SandboxDbError,
     SandboxStore,
-    create_database,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,12 +31,12 @@ import yaml
 from reconciler.errors import ReconcilerError
 from reconciler.models import E164_PATTERN
 from reconciler.phone import display
+from reconciler.providers.sandbox.create import create_database
 from reconciler.providers.sandbox.store import (
     ACCOUNT_STATUSES,
     Row,
     SandboxStore,
     account_to_wire,
-    create_database,
     number_to_wire,
 )
 
