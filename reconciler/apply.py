@@ -59,7 +59,8 @@ class ActionResult:
     change: Change
     outcome: Outcome = "not_started"
     error: str | None = None
-    ms: float = 0.0
+    ms: float = 0.0  # on the wire: the wait for the provider's rate limit is apart
+    wait_ms: float = 0.0  # waiting for the rate limit before (and between) attempts
     started_at: str | None = None
     target_changed: bool = False  # the write found the target replaced: start no more
 
@@ -74,6 +75,7 @@ class ActionResult:
             "outcome": self.outcome,
             "error": self.error,
             "ms": round(self.ms, 1),
+            "rate_limit_wait_ms": round(self.wait_ms, 1),
             "started_at": self.started_at,
         }
 
@@ -192,8 +194,10 @@ def _now() -> str:
 
 def run_action(provider: Provider, change: Change) -> ActionResult:
     """One write, checked against what the provider returns. Never raises for a failure."""
+    from reconciler.providers.retries import rate_limit_waited
+
     result = ActionResult(change, started_at=_now())
-    start = time.perf_counter()
+    start, waited = time.perf_counter(), rate_limit_waited()
     try:
         if change.kind == "account":
             got: LiveAccount | LiveNumber = provider.set_account_status(
@@ -214,14 +218,16 @@ def run_action(provider: Provider, change: Change) -> ActionResult:
     except Exception as exc:  # one bad write must not abort the others
         log.debug("action failed: address=%s", change.address, exc_info=True)
         result.outcome, result.error = "failed", f"{type(exc).__name__}: {exc}"
-    result.ms = (time.perf_counter() - start) * 1000
+    result.wait_ms = (rate_limit_waited() - waited) * 1000
+    result.ms = max(0.0, (time.perf_counter() - start) * 1000 - result.wait_ms)
     log.info(
-        "write: address=%s field=%s to=%s outcome=%s ms=%.0f",
+        "write: address=%s field=%s to=%s outcome=%s ms=%.0f rate_limit_wait_ms=%.0f",
         change.address,
         change.field,
         change.to,
         result.outcome,
         result.ms,
+        result.wait_ms,
     )
     return result
 
@@ -332,10 +338,11 @@ class _Runner:
 
 
 def _merge(slot: ActionResult, res: ActionResult) -> ActionResult:
-    slot.outcome, slot.error, slot.ms, slot.started_at, slot.target_changed = (
+    slot.outcome, slot.error, slot.ms, slot.wait_ms, slot.started_at, slot.target_changed = (
         res.outcome,
         res.error,
         res.ms,
+        res.wait_ms,
         res.started_at,
         res.target_changed,
     )

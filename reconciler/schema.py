@@ -45,22 +45,23 @@ def render_schemas() -> dict[str, str]:
     }
 
 
-def write_schemas(out_dir: str, check: bool = False) -> list[str]:
-    """Write the schemas; return the names that changed (with check=True, write nothing)."""
-    changed = []
+def write_schemas(out_dir: str, check: bool = False) -> dict[str, str]:
+    """Write the schemas; return the names that differed, each with why ("missing" or "out
+    of date"). With check=True, write nothing."""
+    from reconciler.atomic import write_atomic
+
+    changed = {}
     for name, text in render_schemas().items():
         path = os.path.join(out_dir, name)
         try:
             with open(path, encoding="utf-8") as fh:
-                current = fh.read()
-        except OSError:
+                current: str | None = fh.read()
+        except FileNotFoundError:
             current = None
+        except (OSError, UnicodeDecodeError):
+            current = ""
         if current != text:
-            changed.append(name)
+            changed[name] = "missing" if current is None else "out of date"
             if not check:
-                os.makedirs(out_dir, exist_ok=True)
-                tmp = path + ".tmp"
-                with open(tmp, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                os.replace(tmp, path)
+                write_atomic(path, text)
     return changed

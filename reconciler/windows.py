@@ -76,9 +76,17 @@ def window_warning(
             "window_ends",
             address,
             f"window ended {humanize(now - until)} ago ({jsonable(until)}); remove from/until "
-            f"and the {written} from the file",
+            f"and {_as_written(written)} from the file",
             source,
         )
+
+
+def _as_written(fields: str) -> str:
+    """`calls stopped and swapping paused` -> `` `calls: stopped` and `swapping: paused` ``:
+    the lines to delete, as they stand in the file."""
+    return " and ".join(
+        f"`{name}: {value}`" for name, _, value in (f.partition(" ") for f in fields.split(" and "))
+    )
 
 
 def schedule_missed(b: _Builder) -> None:

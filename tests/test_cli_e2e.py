@@ -377,6 +377,28 @@ def test_apply_through_the_http_provider(project, monkeypatch):
     assert account(project, "1003")["status"] == "stopped"
 
 
+def test_action_times_leave_out_the_wait_for_the_rate_limit(project, monkeypatch):
+    """5 writes at 2 requests/s queue for tokens for seconds; each action's time is its
+    own request (5 ms latency here), the wait for a token is reported apart."""
+    run("plan")  # seed the database
+    db = project / ".reconciler" / "sandbox.db"
+    report = project / "report.json"
+    with start_server(db, access_key="ak", secret_key="sk-e2e-secret", latency_ms=5) as server:
+        (project / "config" / "reconciler.yaml").write_text(
+            f"provider:\n  type: ctm\n  base_url: {server.url}\n  requests_per_second: 2\n"
+            "  concurrency: 5\n"
+        )
+        monkeypatch.setenv("CTM_ACCESS_KEY", "ak")
+        monkeypatch.setenv("CTM_SECRET_KEY", "sk-e2e-secret")
+        code, out = run("apply", "--auto-approve", "--report", str(report))
+    assert code == 0, out
+    actions = json.loads(report.read_text())["actions"]
+    assert len(actions) == 5
+    assert sum(a["rate_limit_wait_ms"] for a in actions) > 1000  # a token every 500 ms
+    assert all(a["ms"] < 400 for a in actions), actions  # on the wire: 5 ms plus overhead
+    assert "ms waiting for the rate limit)" in out
+
+
 # --- real processes ------------------------------------------------------------------------
 
 

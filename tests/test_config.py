@@ -602,6 +602,25 @@ def test_schema_check_detects_stale(tmp_path):
     (tmp_path / "s" / "account.schema.json").write_text("{}\n")
     result = CliRunner().invoke(main, ["schema", "--out", str(tmp_path / "s"), "--check"])
     assert result.exit_code == 1 and "account.schema.json: out of date" in result.output
+    assert "plan.schema.json" not in result.output
+
+
+def test_schema_check_of_an_empty_directory_says_missing(tmp_path):
+    (tmp_path / "s").mkdir()
+    result = CliRunner().invoke(main, ["schema", "--out", str(tmp_path / "s"), "--check"])
+    assert result.exit_code == 1
+    assert "account.schema.json: missing" in result.output and "out of date" not in result.output
+    result = CliRunner().invoke(main, ["schema", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0 and "wrote" in result.output
+    result = CliRunner().invoke(main, ["schema", "--out", str(tmp_path / "s"), "--check"])
+    assert result.exit_code == 0, result.output
+
+
+def test_schema_out_under_a_regular_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["schema", "--out", str(tmp_path / "file" / "s")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert str(tmp_path / "file") in result.output
 
 
 def _schema(name: str) -> jsonschema.Draft202012Validator:

@@ -199,6 +199,7 @@ def test_sigint_stops_cleanly_with_a_summary(rig):
         assert proc.returncode == 1, out
         assert "Interrupted: nothing else was started; writes in flight had 3 s to finish" in out
         assert "not started" in out and "Traceback" not in out
+        assert "not_started " in out and "None" not in out  # listed, no literal None
         report = json.loads((tmp / "report.json").read_text())
         assert report["interrupted"] is True and report["converged"] is False
         counts = report["counts"]

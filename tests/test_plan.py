@@ -96,6 +96,19 @@ def test_window_ended_allows_again_with_reason():
     (c,) = p.changes
     assert (c.action, c.to, c.reason) == ("allow", "allowed", "window_ended")
     assert any("window ended 1h 0m ago" in w.message for w in p.warnings)
+    assert any("remove from/until and `calls: stopped` from" in w.message for w in p.warnings)
+
+
+def test_an_ended_pause_window_says_which_lines_to_remove():
+    until = NOW - timedelta(hours=1)
+    num = dnum(N1, calls="stopped", swapping="paused", until=until)
+    p = plan_of([dacc([num])], [lacc([lnum(N1, calls="stopped", swapping="paused")])])
+    (w,) = [w for w in p.warnings if w.code == "window_ends"]
+    assert "remove from/until and `calls: stopped` and `swapping: paused` from" in w.message
+    pause = dnum(N1, swapping="paused", until=until)
+    p = plan_of([dacc([pause])], [lacc([lnum(N1, swapping="paused")])])
+    (w,) = [w for w in p.warnings if w.code == "window_ends"]
+    assert "and `swapping: paused` from the file" in w.message and "stop" not in w.message
 
 
 def test_account_window_ended_resumes():

@@ -261,5 +261,13 @@ def test_sandbox_set_changes_live_and_refuses_nonsense(project):
     assert code == 1 and "write FIELD=VALUE, one of calls=allowed|stopped" in out
     code, out = run("sandbox", "set", "--db", db, "acount.1001", "status=stopped")
     assert code == 1 and "write account.<id> or number.<E.164>" in out
+    code, out = run("sandbox", "set", "--db", db, "account.1001", "state=stopped")
+    assert code == 1 and "one of status=active|paused|stopped" in out
+    code, out = run("sandbox", "set", "--db", db, "account.9999", "status=stopped")
+    assert code == 1 and out.strip() == f"Error: {db}: no account '9999'"
+    code, out = run("sandbox", "set", "--db", db, "number.+19999999999", "calls=stopped")
+    assert code == 1 and out.strip() == f"Error: {db}: no number +19999999999"
+    (last,) = audit(project)[-1:]
+    assert (last["via"], last["resource"], last["to"]) == ("direct", "number.+14435550113", "false")
     code, out = run("drift", "--account", "1002", "--at", "2026-12-01T09:00:00Z")
     assert code == 2 and "calls: live stopped, config allowed" in out

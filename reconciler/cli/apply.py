@@ -267,7 +267,11 @@ def neutral(text: str) -> str:
 def _action_line(r: ActionResult) -> str:
     c = r.change
     what = f"{c.action} {c.address.replace('.', ' ', 1)} {c.field}: {c.from_} -> {c.to}"
-    tail = f" ({r.ms:.0f} ms)" if r.outcome == "ok" else f": {neutral(r.error)}" if r.error else ""
+    waited = f"; {r.wait_ms:.0f} ms waiting for the rate limit" if r.wait_ms >= 1 else ""
+    if r.outcome == "ok":
+        tail = f" ({r.ms:.0f} ms{waited})"
+    else:
+        tail = f": {neutral(r.error)}" if r.error else ""
     return f"  {r.outcome:<7} {what}{tail}"
 
 

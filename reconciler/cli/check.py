@@ -84,8 +84,8 @@ def schema(out_dir: str, check: bool) -> None:
         stale = write_schemas(out_dir, check=check)
         if check:
             if stale:
-                for name in stale:
-                    click.echo(f"{os.path.join(out_dir, name)}: out of date", err=True)
+                for name, why in stale.items():
+                    click.echo(f"{os.path.join(out_dir, name)}: {why}", err=True)
                 click.echo("Run `reconciler schema` and commit the result.", err=True)
                 return EXIT_ERROR
             click.echo(f"{out_dir}: schemas are up to date")

@@ -26,6 +26,14 @@ log = logging.getLogger("reconciler.providers.ctm")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
+_paced = threading.local()  # seconds this thread has waited for the rate limit, in all
+
+
+def rate_limit_waited() -> float:
+    """Seconds the calling thread has spent waiting for the rate limit so far: a write's
+    time is told apart from its wait for a token (apply's per-action milliseconds)."""
+    return getattr(_paced, "seconds", 0.0)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -62,6 +70,7 @@ class TokenBucket:
             self._tat = tat + self._interval
         if wait > 0:
             time.sleep(wait)
+            _paced.seconds = rate_limit_waited() + wait
             return wait
         return 0.0
 

@@ -163,7 +163,7 @@ def set_(db_path: Path, address: str, assignments: tuple[str, ...], at: str | No
     """
 
     def body() -> int:
-        from reconciler.providers.sandbox.store import SandboxStore
+        from reconciler.providers.sandbox.store import NotFound, SandboxStore
 
         kind, _, ident = address.partition(".")
         fields = SETTABLE.get(kind)
@@ -175,7 +175,10 @@ def set_(db_path: Path, address: str, assignments: tuple[str, ...], at: str | No
         when = _iso_utc(at) if at else None
         with SandboxStore(db_path) as store:
             if kind == "account":
-                got = store.set_account_status(ident, wanted["status"], "direct", at=when)
+                try:
+                    got = store.set_account_status(ident, wanted["status"], "direct", at=when)
+                except NotFound as exc:
+                    raise ReconcilerError(f"{db_path}: {exc}") from None
             else:
                 found = store.find_number(ident)
                 if found is None:
