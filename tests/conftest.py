@@ -103,6 +103,14 @@ def private_lock_dir(
     monkeypatch.setenv("RECONCILER_LOCK_DIR", str(tmp_path_factory.getbasetemp() / "locks"))
 
 
+@pytest.fixture(autouse=True)
+def outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GitHub Actions variables from the machine running the suite (in CI they are set):
+    Markdown sources link to GitHub only in the tests that set them."""
+    for name in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_SHA", "GITHUB_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def fleet_data() -> dict[str, Any]:
     """The small fleet as data: 3 accounts (active, paused, stopped), 3 numbers."""

@@ -85,7 +85,9 @@ def in_project(tmp: Path) -> None:
     os.chdir(tmp)
     os.environ["RECONCILER_LOCK_DIR"] = str(tmp / "locks")
     os.environ["NO_COLOR"] = "1"
-    for name in ("RECONCILER_CONFIG", "GITHUB_STEP_SUMMARY"):
+    # GitHub Actions variables would turn the Markdown example's sources into links
+    github = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_SHA", "GITHUB_WORKSPACE")
+    for name in ("RECONCILER_CONFIG", "GITHUB_STEP_SUMMARY", *github):
         os.environ.pop(name, None)
 
 

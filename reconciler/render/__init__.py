@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from reconciler.models import Plan
+from reconciler.models import Change, Finding, Plan
 
 FORMATS = ("text", "json", "markdown", "github")
 ACTIONS = ("stop", "allow", "pause", "resume")
@@ -110,6 +110,23 @@ def _resources(n: int) -> str:
     if n == 0:
         return "stopped resources"
     return f"{n} stopped resource{'s' if n != 1 else ''}"
+
+
+def charges_continue(plan: Plan) -> dict[tuple[str, str | None], Finding]:
+    """The plan's `charges_continue` warnings by (address, source): one per stop or pause."""
+    return {(f.address, f.source): f for f in plan.warnings if f.code == "charges_continue"}
+
+
+def still_billed(c: Change, currency: str) -> str:
+    """What a stop or pause leaves billing: `still billed 3.00 USD/month until released`."""
+    fee = f"{c.monthly_fee} {currency}/month" if c.monthly_fee else "its fee"
+    if c.kind == "account" and c.action == "stop":
+        return f"still billed: subscription {fee} and every number's fee"
+    if c.kind == "account":
+        return f"still billed: subscription {fee}; calls still connect and bill per minute"
+    if c.action == "stop":
+        return f"still billed {fee} until released"
+    return f"still billed {fee}; calls still connect"
 
 
 def drifted(plan: Plan) -> bool:

@@ -1,5 +1,10 @@
 """GitHub Actions output: workflow annotations on the config lines, the text plan for the
-log, and the Markdown appended to $GITHUB_STEP_SUMMARY when that is set."""
+log, and the Markdown appended to $GITHUB_STEP_SUMMARY when that is set.
+
+One annotation per changed line: a stop's or pause's notice says what stays billed
+(`…; still billed 3.00 USD/month until released`) instead of a second `charges_continue`
+annotation on the same line.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import os
 
 from reconciler.errors import ReconcilerError
 from reconciler.models import Plan
-from reconciler.render import describe
+from reconciler.render import charges_continue, describe, still_billed
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
 
@@ -40,11 +45,14 @@ def render_github(plan: Plan, *, mode: str = "plan") -> str:
         if f.code != "charges_continue"
     ]
     verb = "differs" if mode == "drift" else "will"
+    billed = charges_continue(plan)
     for c in plan.changes:
         text = (
             f"{describe(c.address)}: {c.field} {c.from_} -> {c.to} ({c.action}"
             f"{', ' + c.reason.replace('_', ' ') if c.reason != 'config' else ''})"
         )
+        if (c.address, c.source) in billed:
+            text += f"; {still_billed(c, plan.charges.currency)}"
         lines.append(annotation("notice", text, c.source, f"reconciler {verb} {c.action}"))
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_path:
