@@ -76,9 +76,11 @@ class Found(NamedTuple):
 
 def data_loc(data: Any, loc: tuple[Any, ...], err_type: str) -> Path_:
     """Trim pydantic's loc to the part that names real data (drops union member tags)."""
-    out: list[str | int] = []
+    out: list[Any] = []
     node = data
     for part in loc:
+        if err_type == "invalid_key" and part == "None" and isinstance(node, dict):
+            part = None  # pydantic names a null key "None"
         if (isinstance(node, dict) and part in node) or (
             isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         ):
@@ -124,6 +126,12 @@ def message(
         return _unknown_key(model, loc, key)
     if etype == "missing":
         return _missing(loc, f)
+    if etype == "invalid_key":
+        allowed = ", ".join(_allowed_keys(model, loc[:-1]))
+        if value is None:
+            return f"a key is empty (a `:` or `? ` with no name before it); write one of {allowed}"
+        kind = "a boolean" if isinstance(value, bool) else "a number"
+        return f"key {_show(value)} is not a name (YAML reads it as {kind}); write one of {allowed}"
     if etype == "literal_error" and key in ALLOWED:
         return _enum_message(f)
     if key == "number" and len(loc) == 3:
@@ -131,8 +139,10 @@ def message(
     if key in ("from", "until"):
         return _window_message(key, etype, loc, f, str(err.get("msg", "")))
     if key == "id" and len(loc) == 2:
+        why = f", and YAML reads {f.got} as a boolean" if isinstance(value, bool) else ""
         return (
-            f"account id must be a number or a non-empty string (got {f.got}); write e.g. id: 1001"
+            f"account id must be a number or a non-empty string (got {f.got}{why}); "
+            "write e.g. id: 1001"
         )
     if key in FEE_KEYS:
         return (
@@ -141,15 +151,19 @@ def message(
         )
     if etype in MAPPING_TYPES:
         return _mapping_message(loc, f)
-    if etype == "list_type" and isinstance(f.value, str) and re.match(r"-\S", f.value):
-        return f"{f.where}: a list item needs a space after the `-`; write - {f.value[1:]}"
+    first = next(iter(value), "") if isinstance(value, dict) and value else value
+    if etype == "list_type" and isinstance(first, str) and re.match(r"-[^\s-]", first):
+        item = value.get(first) if isinstance(value, dict) else None
+        shown = f'"{item}"' if isinstance(item, str) else "..."
+        return f"{f.where}: a list item needs a space after the `-`; write - {first[1:]}: {shown}"
     if etype == "list_type":
         return (
             f"{f.where} must be a list (got {f.got}); write one `- number: ...` item per "
             f"number, each on its own line under numbers:, e.g. - number: {NUMBER_EXAMPLE}"
         )
     if etype == "bool_type":
-        return f"{f.where}: write true or false (got {f.got})"
+        quoted = isinstance(value, str) and value.lower() in ("true", "false", "yes", "no")
+        return f"{f.where}: write true or false{' without quotes' if quoted else ''} (got {f.got})"
     if etype == "string_type":
         return _text_message(f)
     field = _field(model, loc)

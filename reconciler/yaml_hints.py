@@ -171,6 +171,12 @@ def _indent_hint(lines: list[str], here: _Line) -> str:
     """What is off about the indentation of `here`, against the lines above it."""
     above = _content_above(lines, here.no - 1)
     what = f"{here.shown} is indented {_spaces(here.indent)}"
+    if not here.dash and here.key is None:
+        return (
+            f"{here.shown} is not a `key: value` line; write key: value, quote a value that "
+            f"starts with a special character, or indent a value's next line under it: "
+            f"{INDENT_RULE}"
+        )
     if not above:
         return f"{what}; start the first key of the file at column 1: {INDENT_RULE}"
     prev = above[0]
@@ -223,7 +229,10 @@ def _char_hint(lines: list[str], exc: yaml.MarkedYAMLError) -> str:
     text = lines[mark.line] if mark and mark.line < len(lines) else ""
     char = text[mark.column] if mark and mark.column < len(text) else "?"
     rest = text[mark.column + 1 :].strip()[:20] if mark else ""
-    return f'a value cannot start with {char!r}; quote it, e.g. note: "{char}{rest}"'
+    key = _line(lines, mark.line).key if mark else None
+    if key is None or not text[: mark.column].rstrip().endswith(":"):
+        return f'a key or value cannot start with {char!r}; quote it, e.g. "{char}{rest}"'
+    return f'a value cannot start with {char!r}; quote it, e.g. {key}: "{char}{rest}"'
 
 
 def _flow_hint(lines: list[str], exc: yaml.MarkedYAMLError) -> str:

@@ -15,6 +15,7 @@ name `file:line:col`.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -23,7 +24,9 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import ConfigIssue
-from reconciler.yaml_hints import syntax_hint
+from reconciler.yaml_hints import INDENT_RULE, syntax_hint
+
+log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_EXPANDED_NODES = 200_000  # nodes visited, aliases counted each time they are used
@@ -202,7 +205,13 @@ def _reader_issue(path: str, text: str, exc: yaml.YAMLError) -> ConfigIssue:
 
 
 def _mark_issue(path: str, source: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
-    return ConfigIssue(path, *syntax_hint(source, exc))
+    try:
+        return ConfigIssue(path, *syntax_hint(source, exc))
+    except Exception:  # the hint is a best effort; the error and its place are not
+        log.debug("yaml: no hint for %r", exc, exc_info=True)
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        return ConfigIssue(path, line, col, f"not valid YAML here; {INDENT_RULE}")
 
 
 class _Builder:
