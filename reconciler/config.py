@@ -34,6 +34,7 @@ from reconciler.models import (
     Settings,
     Source,
 )
+from reconciler.phone import is_valid_e164
 from reconciler.yamlsafe import LoadedYaml, Path_, YamlError, load_yaml
 
 log = logging.getLogger(__name__)
@@ -70,16 +71,19 @@ def load_config(
     settings, settings_path, digest_parts = _load_settings(config_dir, issues)
     account_files = _account_files(config_dir, issues, require_accounts)
     accounts: dict[str, DesiredAccount] = {}
-    number_owner: dict[str, DesiredNumber] = {}
+    owners: _Owners = ({}, {})
     in_worker = on_account is not None and _big(account_files)
     for loaded in _load_account_files(account_files, config_dir, in_worker):
         issues.extend(loaded.issues)
         if loaded.raw is not None:
             digest_parts.append((loaded.name, loaded.raw))
         if loaded.account is None:
+            if loaded.claims is not None:  # a file with errors still claims what it can
+                _check_unique(loaded.claims, owners, issues)
             continue
         account = loaded.account
-        _check_unique(account, accounts, number_owner, issues)
+        accounts.setdefault(account.id, account)
+        _check_unique(_claims_of(account), owners, issues)
         if on_account is not None and not issues:
             on_account(settings, settings_path, account)
     if issues:
@@ -197,13 +201,21 @@ WORKER_MIN_BYTES = 1_000_000
 WORKER_CHUNK_BYTES = 100_000  # a chunk of files per message: the first accounts come early
 
 
+# What one file claims, for the checks across files: (path, account id or None, the id's
+# line, ((number, line), ...)).
+_Claims = tuple[str, str | None, int, tuple[tuple[str, int], ...]]
+_Owners = tuple[dict[str, Source], dict[str, Source]]  # account id -> source, number -> source
+
+
 class _Loaded(NamedTuple):
-    """One account file: its name for the digest, its bytes, its account or its issues."""
+    """One account file: its name for the digest, its bytes, its account or its issues (and
+    then what it claims, so that a file with errors is still checked against the others)."""
 
     name: str
     raw: bytes | None
     account: DesiredAccount | None
     issues: list[ConfigIssue]
+    claims: _Claims | None = None
 
 
 def _big(paths: list[str]) -> bool:
@@ -333,16 +345,19 @@ def _load_account_file(path: str, config_dir: str) -> _Loaded:
         return _Loaded("", None, None, issues)
     name = os.path.relpath(path, config_dir)
     model = _validate(AccountFile, loaded, issues, _account_shape_hint)
-    account = _desired_account(model, loaded) if model is not None else None
-    return _Loaded(name, loaded.raw, account, issues)
+    if model is None:
+        return _Loaded(name, loaded.raw, None, issues, _partial_claims(loaded))
+    return _Loaded(name, loaded.raw, _desired_account(model, loaded), issues)
 
 
 def _parse(path: str, issues: list[ConfigIssue]) -> LoadedYaml | None:
     try:
-        return load_yaml(path)
+        loaded = load_yaml(path)
     except YamlError as exc:
-        issues.append(exc.issue)
+        issues.extend(exc.issues)
         return None
+    issues.extend(loaded.issues)  # duplicate keys: reported, and the rest still checked
+    return loaded
 
 
 def _digest(parts: list[tuple[str, bytes]]) -> str:
@@ -352,12 +367,26 @@ def _digest(parts: list[tuple[str, bytes]]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _account_shape_hint() -> str:
-    return "an account file is a mapping with `account:` (id, status, ...) and `numbers:` (a list)"
+def _account_shape_hint(data: Any, raw: bytes) -> str:
+    form = "write the account it manages, e.g.\n    account:\n      id: 1001"
+    if data is None:
+        only = "it holds only comments" if raw.strip() else "the file is empty"
+        return f"no `account:` in this file ({only}); {form}"
+    return (
+        f"file is a {_kind(data)}; an account file is a mapping with `account:` (id, "
+        f"status, ...) and `numbers:` (a list): {form}"
+    )
 
 
-def _settings_shape_hint() -> str:
-    return "the settings file is a mapping with optional `provider:`, `policy:` and `billing:`"
+def _settings_shape_hint(data: Any, raw: bytes) -> str:
+    return (
+        f"file is a {_kind(data)}; the settings file is a mapping with optional `provider:`, "
+        "`policy:` and `billing:`"
+    )
+
+
+def _kind(data: Any) -> str:
+    return {list: "list", str: "single value"}.get(type(data), type(data).__name__)
 
 
 # --- validation (the messages: config_messages.py) -------------------------------------------------------------
@@ -367,10 +396,8 @@ def _validate(
     model: type[BaseModel], loaded: LoadedYaml, issues: list[ConfigIssue], shape_hint: Any
 ) -> Any:
     if not isinstance(loaded.data, dict):
-        what = "empty" if loaded.data is None else f"a {type(loaded.data).__name__}"
-        issues.append(
-            ConfigIssue(loaded.path, *loaded.where(()), f"file is {what}; {shape_hint()}")
-        )
+        where = loaded.where(())
+        issues.append(ConfigIssue(loaded.path, *where, shape_hint(loaded.data, loaded.raw)))
         return None
     try:
         return model.model_validate(loaded.data)
@@ -382,7 +409,8 @@ def _validate(
                 continue
             seen.add(loc)
             line, col = loaded.where(loc)
-            issues.append(ConfigIssue(loaded.path, line, col, message(model, err, loc)))
+            text = message(model, err, loc, loaded.data, loaded.written(loc))
+            issues.append(ConfigIssue(loaded.path, line, col, text))
         return None
 
 
@@ -428,29 +456,52 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc) if value is not None else None  # checked: in_utc
 
 
-def _check_unique(
-    account: DesiredAccount,
-    accounts: dict[str, DesiredAccount],
-    number_owner: dict[str, DesiredNumber],
-    issues: list[ConfigIssue],
-) -> None:
+def _claims_of(account: DesiredAccount) -> _Claims:
+    numbers = tuple((n.number, n.source.line) for n in account.numbers)
+    return account.source.path, account.id, account.source.line, numbers
+
+
+def _partial_claims(loaded: LoadedYaml) -> _Claims | None:
+    """The account id and numbers that a file with errors writes validly."""
+    data = loaded.data
+    if not isinstance(data, dict):
+        return None
+    acc = data.get("account")
+    raw_id = acc.get("id") if isinstance(acc, dict) else None
+    ok_id = (type(raw_id) is int and raw_id >= 0) or (isinstance(raw_id, str) and raw_id)
+    entries = data.get("numbers")
+    numbers = tuple(
+        (n["number"], loaded.where(("numbers", i, "number"))[0])
+        for i, n in enumerate(entries if isinstance(entries, list) else [])
+        if isinstance(n, dict) and isinstance(n.get("number"), str) and is_valid_e164(n["number"])
+    )
+    account_id = str(raw_id) if ok_id else None
+    return loaded.path, account_id, loaded.where(("account", "id"))[0], numbers
+
+
+def _check_unique(claims: _Claims, owners: _Owners, issues: list[ConfigIssue]) -> None:
     """The first file to claim an account id or a number keeps it; later claims are issues."""
-    first = accounts.setdefault(account.id, account)
-    if first is not account:
-        issues.append(
-            _claimed_twice(
-                account.source,
-                f"account id {account.id} is also managed in {first.source}; "
-                "keep one file per account",
-            )
-        )
-    for num in account.numbers:
-        seen = number_owner.setdefault(num.number, num)
-        if seen is not num:
+    path, account_id, id_line, numbers = claims
+    account_owner, number_owner = owners
+    if account_id is not None:
+        source = Source(path, id_line)
+        first = account_owner.setdefault(account_id, source)
+        if first is not source:
             issues.append(
                 _claimed_twice(
-                    num.source,
-                    f"number {num.number} is listed twice: also at {seen.source}; "
+                    source,
+                    f"account id {account_id} is also managed in {first}; "
+                    "keep one file per account",
+                )
+            )
+    for number, line in numbers:
+        source = Source(path, line)
+        seen = number_owner.setdefault(number, source)
+        if seen is not source:
+            issues.append(
+                _claimed_twice(
+                    source,
+                    f"number {number} is listed twice: also at {seen}; "
                     "list each number once, under its account",
                 )
             )

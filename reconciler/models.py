@@ -211,17 +211,15 @@ class ProviderSettings(StrictModel):
     )
     concurrency: Annotated[int, Field(ge=1, le=64)] = Field(8, description="Parallel requests.")
     requests_per_second: Annotated[float, Field(gt=0, le=10000)] = Field(
-        10, strict=False, description="Client-side rate limit (token bucket)."
+        10, description="Client-side rate limit (token bucket)."
     )
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
         30,
-        strict=False,
         description="ctm: total deadline of one attempt of a request: connect, headers and "
         "body together, whatever the server does.",
     )
     retry_budget_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         120,
-        strict=False,
         description="ctm: total deadline of one request with all its retries; no attempt "
         "runs past it.",
     )
@@ -254,7 +252,6 @@ def is_loopback(host: str) -> bool:
 class PolicySettings(StrictModel):
     max_change_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
         0.3,
-        strict=False,
         description="A plan that changes whether more than this share of an account's live "
         "numbers can ring or are swapped (accounts with >= 10; an account status change "
         "counts all), or the status of more than this share of the accounts in scope (plans "

@@ -15,6 +15,7 @@ name `file:line:col`.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -23,6 +24,9 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from reconciler.errors import ConfigIssue
+from reconciler.yaml_hints import INDENT_RULE, syntax_hint
+
+log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_EXPANDED_NODES = 200_000  # nodes visited, aliases counted each time they are used
@@ -39,11 +43,12 @@ _STRING_TAGS = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"}
 
 
 class YamlError(Exception):
-    """The file is not usable YAML; carries the located issue."""
+    """The file is not usable YAML; carries the located issues (the first one is `issue`)."""
 
-    def __init__(self, issue: ConfigIssue):
+    def __init__(self, issue: ConfigIssue, *more: ConfigIssue):
         self.issue = issue
-        super().__init__(str(issue))
+        self.issues = [issue, *more]
+        super().__init__("\n".join(str(i) for i in self.issues))
 
 
 @dataclass
@@ -55,6 +60,9 @@ class LoadedYaml:
     cols: dict[Path_, dict[Any, int]] = field(default_factory=dict)
     start: tuple[int, int] = (0, 0)  # of the document's value
     raw: bytes = b""
+    # problems that do not stop the file from loading (duplicate keys: the first one is kept)
+    issues: list[ConfigIssue] = field(default_factory=list)
+    _composed: tuple[str, Node | None] | None = field(default=None, repr=False, compare=False)
 
     def where(self, loc: Path_) -> tuple[int, int]:
         """Line and column of the deepest known prefix of `loc` (`start` if none)."""
@@ -64,6 +72,28 @@ class LoadedYaml:
             if line is not None:
                 return line, self.cols[parent][key]
         return self.start
+
+    def written(self, loc: Path_) -> str | None:
+        """The value at `loc` exactly as the file writes it (`14105550188`, `off`, `"3.00"`),
+        or None when it is not one line of text. Composes the file again: errors only."""
+        if self._composed is None:
+            try:
+                text = self.raw.decode("utf-8-sig")
+                # the pure-Python loader: its marks index the text
+                self._composed = (text, yaml.compose(text, Loader=yaml.SafeLoader))
+            except (yaml.YAMLError, UnicodeDecodeError):
+                self._composed = ("", None)
+        text, node = self._composed
+        for part in loc:
+            if isinstance(node, MappingNode):
+                node = next((v for k, v in node.value if k.value == str(part)), None)
+            elif isinstance(node, SequenceNode) and isinstance(part, int):
+                node = node.value[part] if 0 <= part < len(node.value) else None
+            else:
+                return None
+        if node is None or node.start_mark.line != node.end_mark.line:
+            return None
+        return text[node.start_mark.index : node.end_mark.index]
 
     def key_lines(self, at: Path_) -> dict[Any, int]:
         """The line of each key of the mapping at `at` (shared, do not change it)."""
@@ -143,10 +173,8 @@ def load_yaml(path: str) -> LoadedYaml:
         raise YamlError(_reader_issue(path, text, exc)) from None
     try:
         node = loader.get_single_node()
-    except yaml.composer.ComposerError as exc:
-        raise YamlError(_mark_issue(path, text, exc, _composer_hint(exc))) from None
     except yaml.MarkedYAMLError as exc:
-        raise YamlError(_mark_issue(path, text, exc, None)) from None
+        raise YamlError(_mark_issue(path, text, exc)) from None
     except yaml.reader.ReaderError as exc:
         raise YamlError(_reader_issue(path, text, exc)) from None
     except yaml.YAMLError as exc:
@@ -158,7 +186,10 @@ def load_yaml(path: str) -> LoadedYaml:
         return result
     builder = _Builder(path, loader, result)
     result.start = (node.start_mark.line + 1, node.start_mark.column + 1)
-    result.data = builder.build(node, ())
+    try:
+        result.data = builder.build(node, ())
+    except YamlError as exc:
+        raise YamlError(*result.issues, *exc.issues) from None
     return result
 
 
@@ -173,21 +204,14 @@ def _reader_issue(path: str, text: str, exc: yaml.YAMLError) -> ConfigIssue:
     )
 
 
-def _composer_hint(exc: yaml.MarkedYAMLError) -> str | None:
-    if "single document" in f"{exc.context} {exc.problem}":
-        return "one YAML document per file: remove the `---` separator and what follows"
-    return None
-
-
-def _mark_issue(path: str, source: str, exc: yaml.MarkedYAMLError, hint: str | None) -> ConfigIssue:
-    mark = exc.problem_mark or exc.context_mark
-    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-    problem = exc.problem or exc.context or "invalid YAML"
-    text = hint or f"invalid YAML: {problem}"
-    lines = source.splitlines()
-    if mark and mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
-        text += "; indent with spaces, not tabs"
-    return ConfigIssue(path, line, col, text)
+def _mark_issue(path: str, source: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
+    try:
+        return ConfigIssue(path, *syntax_hint(source, exc))
+    except Exception:  # the hint is a best effort; the error and its place are not
+        log.debug("yaml: no hint for %r", exc, exc_info=True)
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        return ConfigIssue(path, line, col, f"not valid YAML here; {INDENT_RULE}")
 
 
 class _Builder:
@@ -204,6 +228,7 @@ class _Builder:
         self.loader = loader
         self.lines = result.lines
         self.cols = result.cols
+        self.issues = result.issues
         self.visited = 0
 
     def issue(self, node: Node, message: str) -> YamlError:
@@ -271,10 +296,14 @@ class _Builder:
             if not isinstance(key_node, ScalarNode):
                 raise self.issue(key_node, "a mapping key must be a plain value")
             key = self.scalar(key_node)
-            if key in out:
-                raise self.issue(
-                    key_node, f"duplicate key {key!r} (first at line {lines[key]}); keep only one"
+            if key in out:  # reported, and the first one kept: the rest of the file is checked
+                self.issues.append(
+                    self.issue(
+                        key_node,
+                        f"duplicate key {key!r} (first at line {lines[key]}); keep only one",
+                    ).issue
                 )
+                continue
             # errors about a key point at the key itself, not at its value
             start = key_node.start_mark
             lines[key], cols[key] = start.line + 1, start.column + 1

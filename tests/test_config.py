@@ -129,14 +129,14 @@ BAD_CASES = [
         {"accounts/a.yaml": "account:\n  id: 1\n  status: disabled\n"},
         "accounts/a.yaml",
         3,
-        "status must be one of active, paused, stopped (got 'disabled')",
+        "account.status must be one of active, paused, stopped (got disabled)",
     ),
     (
         "number-unquoted",
         {"accounts/a.yaml": "account: {id: 1}\nnumbers:\n  - number: +14105550101\n"},
         "accounts/a.yaml",
         3,
-        'quote the number: YAML reads an unquoted +14105550101 as an integer; write number: "+14105550101"',
+        'quote the number: YAML reads an unquoted +14105550101 as an integer (without the +); write number: "+14105550101"',
     ),
     (
         "number-no-plus",
@@ -281,14 +281,14 @@ BAD_CASES = [
         {"accounts/a.yaml": "account:\n  name: Acme\n"},
         "accounts/a.yaml",
         1,
-        "missing required key 'id'",
+        "account: missing `id`; write the provider's account id under account:, e.g. id: 1001",
     ),
     (
         "missing-account",
         {"accounts/a.yaml": "numbers: []\n"},
         "accounts/a.yaml",
         1,
-        "missing required key 'account'",
+        "no `account:` in this file; write the account it manages first, e.g.",
     ),
     (
         "numbers-not-list",
@@ -302,7 +302,7 @@ BAD_CASES = [
         {"accounts/a.yaml": "account: {id: 1}\nnumbers:\n  - '+14105550101'\n"},
         "accounts/a.yaml",
         3,
-        "numbers.0 must be a mapping of keys",
+        "numbers[1] must be a mapping of keys (got '+14105550101'); write each item as `number:`",
     ),
     (
         "protected-not-bool",
@@ -365,7 +365,7 @@ BAD_CASES = [
         {"accounts/a.yaml": ""},
         "accounts/a.yaml",
         0,
-        "file is empty; an account file is a mapping with `account:`",
+        "no `account:` in this file (the file is empty); write the account it manages, e.g.",
     ),
     (
         "file-is-list",
@@ -386,7 +386,7 @@ BAD_CASES = [
         {"accounts/a.yaml": "account:\n  id: 1\n name: x\n"},
         "accounts/a.yaml",
         3,
-        "invalid YAML",
+        "` name: x` is indented 1 space, under no key above it; indent it 2 spaces (under `id:`",
     ),
     (
         "tab-indent",
@@ -414,7 +414,7 @@ BAD_CASES = [
         {"accounts/a.yaml": "account:\n  id: 1\n  note: 12.5\n"},
         "accounts/a.yaml",
         3,
-        "account.note must be text; quote it",
+        'account.note must be text; YAML reads 12.5 as a number: quote it, note: "12.5"',
     ),
     (
         "settings-unknown-key",
@@ -435,7 +435,7 @@ BAD_CASES = [
         {"reconciler.yaml": "policy:\n  max_change_fraction: 2\n"},
         "reconciler.yaml",
         2,
-        "less than or equal to 1",
+        "policy.max_change_fraction must be a number at least 0 and at most 1 (2 is out of range); write e.g. max_change_fraction: 0.3",
     ),
     (
         "settings-http-remote",
@@ -470,7 +470,7 @@ BAD_CASES = [
         {"reconciler.yaml": "billing:\n  default_number_monthly_fee: three\n"},
         "reconciler.yaml",
         2,
-        'must be an amount like "3.00"',
+        'billing.default_number_monthly_fee must be an amount of money, at most 2 decimals (got three); write e.g. default_number_monthly_fee: "3.00"',
     ),
     (
         "no-account-files",

@@ -1,4 +1,5 @@
-"""Property tests: random mutations of a valid config never escape as a traceback."""
+"""Property tests: random mutations of a valid config never escape as a traceback, and no
+message repeats PyYAML's or pydantic's own wording."""
 
 from __future__ import annotations
 
@@ -53,6 +54,26 @@ YAML_SNIPPETS = [
 ]
 
 
+# what the libraries say; every message is rewritten in plain words (test_config_hints.py)
+LIBRARY_PHRASES = (
+    "Input should",
+    "Value error",
+    "did not find expected",
+    "could not find expected",
+    "mapping values are not allowed",
+    "while parsing",
+    "while scanning",
+    "cannot start any token",
+    "unable to parse",
+    "Field required",
+    "Extra inputs",
+    "String should",
+    "Keys should be strings",
+    "errors.pydantic.dev",
+    "invalid YAML",
+)
+
+
 def run_validate(text: str | bytes, name: str = "accounts/fuzz.yaml") -> None:
     """`validate` on a config whose file `name` holds `text` (the rest is valid)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +92,8 @@ def run_validate(text: str | bytes, name: str = "accounts/fuzz.yaml") -> None:
         result.exception
     )
     assert "Traceback" not in result.output
+    leaked = [p for p in LIBRARY_PHRASES if p in result.output]
+    assert not leaked, result.output
     if result.exit_code == 1:
         assert Path(name).name in result.output, result.output
 
