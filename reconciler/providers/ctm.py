@@ -32,7 +32,6 @@ deadlines, retries, rate limit, size limits, redaction) is `transport.py`.
 from __future__ import annotations
 
 import functools
-import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,7 +49,14 @@ from reconciler.models import (
 )
 from reconciler.providers import wire
 from reconciler.providers.base import NumberField, Provider
-from reconciler.providers.paging import MAX_PAGES, PER_PAGE, Page, PagedList, Walker, too_many
+from reconciler.providers.paging import (
+    MAX_PAGES,
+    PER_PAGE,
+    Page,
+    PagedList,
+    Walker,
+    parse_page,
+)
 from reconciler.providers.transport import (
     Response,
     RetryPolicy,
@@ -318,7 +324,7 @@ class CtmProvider(Provider):
             raise ProviderError(
                 f"ctm: GET {path}: malformed response: account without id"
             ) from None
-        return self._page(data, path, by_id, len(items))
+        return parse_page(data, path, by_id, len(items))
 
     def _attach_numbers(
         self,
@@ -407,7 +413,7 @@ class CtmProvider(Provider):
         path = f"/accounts/{account_id}/numbers"
         items = self._items(data, "numbers", path)
         numbers = self._convert(path, wire.numbers_from_wire, items, account_id)
-        return self._page(data, path, numbers, len(items))
+        return parse_page(data, path, numbers, len(items))
 
     @staticmethod
     def _numbers_path(account_id: str) -> str:
@@ -418,28 +424,6 @@ class CtmProvider(Provider):
         if not isinstance(items, list):
             raise ProviderError(f"ctm: GET {path}: malformed response: no {key!r} list")
         return items
-
-    def _page(self, data: dict, path: str, items: list[Any], count: int) -> Page:
-        """What a page claims about its list, checked: counts are whole numbers >= 0, and a
-        list of more than MAX_PAGES pages is refused before a page of it is queued."""
-        counts = {}
-        for key in ("total_pages", "total_entries", "per_page"):
-            value = data.get(key)
-            if value is not None and (type(value) is not int or value < 0):
-                raise ProviderError(f"ctm: GET {path}: malformed response: bad {key}")
-            counts[key] = value
-        size = counts["per_page"] or PER_PAGE
-        try:
-            more = wire.next_page_number(data.get("next_page")) is not None
-        except ProviderError as exc:
-            raise ProviderError(f"ctm: GET {path}: {exc}") from None
-        claimed = counts["total_pages"]
-        if claimed is None:
-            entries = counts["total_entries"]
-            claimed = math.ceil(entries / size) if entries is not None else (2 if more else 1)
-        if claimed > MAX_PAGES:
-            raise too_many(path, claimed)
-        return Page(items, claimed, count >= min(size, PER_PAGE), more, counts["total_entries"])
 
     # --- writes -------------------------------------------------------------------------
 
@@ -578,7 +562,7 @@ class CtmProvider(Provider):
         path = f"/accounts/{account_id}/numbers"
         items = self._items(data, "numbers", path)
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]
-        return self._page(data, path, ids, len(items))
+        return parse_page(data, path, ids, len(items))
 
 
 def _listed_from_wire(data: Any) -> ListedAccount:

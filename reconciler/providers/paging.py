@@ -8,6 +8,7 @@ keep coming. A list of more than MAX_PAGES pages is refused with one line.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -56,6 +57,30 @@ class PagedList:
                 raise too_many(self.path)
             else:
                 self.claimed = n + 1  # full pages keep coming: follow them
+
+
+def parse_page(data: dict, path: str, items: list[Any], count: int) -> Page:
+    """A decoded page with what it claims about its list, checked: counts are whole numbers
+    >= 0, and a list of more than MAX_PAGES pages is refused before a page of it is queued.
+    `count` is how many items the page held (`items` may be converted from them)."""
+    counts = {}
+    for key in ("total_pages", "total_entries", "per_page"):
+        value = data.get(key)
+        if value is not None and (type(value) is not int or value < 0):
+            raise ProviderError(f"ctm: GET {path}: malformed response: bad {key}")
+        counts[key] = value
+    size = counts["per_page"] or PER_PAGE
+    try:
+        more = wire.next_page_number(data.get("next_page")) is not None
+    except ProviderError as exc:
+        raise ProviderError(f"ctm: GET {path}: {exc}") from None
+    claimed = counts["total_pages"]
+    if claimed is None:
+        entries = counts["total_entries"]
+        claimed = math.ceil(entries / size) if entries is not None else (2 if more else 1)
+    if claimed > MAX_PAGES:
+        raise too_many(path, claimed)
+    return Page(items, claimed, count >= min(size, PER_PAGE), more, counts["total_entries"])
 
 
 def too_many(path: str, claimed: int | None = None) -> ProviderError:
