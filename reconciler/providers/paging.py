@@ -93,7 +93,8 @@ def too_many(path: str, claimed: int | None = None) -> ProviderError:
 
 class Walker:
     """Fetches the remaining pages of several lists, at most `window` requests ahead, and
-    decodes them in order as they arrive; a list stops as soon as it has ended."""
+    decodes them in order as they arrive; a list stops as soon as it has ended, and is
+    then handed to `on_done` (by key)."""
 
     def __init__(
         self,
@@ -101,8 +102,10 @@ class Walker:
         fetch: Callable[[str, int], Future[Any]],
         decode: Callable[[str, Any], Page | None],
         window: int,
+        on_done: Callable[[str], None] = lambda key: None,
     ) -> None:
         self.lists, self.fetch, self.decode, self.window = lists, fetch, decode, window
+        self.on_done = on_done
         self.todo = deque(k for k, lst in lists.items() if not lst.done)
         self.inflight: deque[tuple[str, int, Future[Any]]] = deque()
         self._submit()
@@ -133,6 +136,8 @@ class Walker:
                         lst.add(page, n)
                         if lst.claimed > was:
                             self.todo.append(key)
+                    if lst.done:
+                        self.on_done(key)
                 self._submit()
         except BaseException:
             for _, _, future in self.inflight:
