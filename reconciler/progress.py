@@ -3,7 +3,8 @@
 A provider's ``read`` reports each account it has finished to a :class:`Progress`. While
 the read runs, stderr shows it:
 
-- on a terminal, a progress bar, once the read has taken :data:`BAR_AFTER` seconds;
+- on a terminal, a progress bar, once the read has taken :data:`BAR_AFTER` seconds (or
+  the interval below, if that is shorter);
 - anywhere else (CI logs, pipes), a line every :data:`INTERVAL` seconds (environment
   variable ``RECONCILER_PROGRESS_INTERVAL`` overrides it), the first one only once the
   read has taken that long, so a fast run prints nothing::
@@ -29,11 +30,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
     from reconciler.models import LiveAccount
-    from reconciler.providers.base import Provider
 
 INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
 INTERVAL_ENV = "RECONCILER_PROGRESS_INTERVAL"
@@ -130,7 +130,7 @@ class Progress:
     def _bar(self) -> None:
         import click
 
-        if self._stop.wait(BAR_AFTER):
+        if self._stop.wait(min(BAR_AFTER, interval())):
             return
         bar = click.progressbar(
             length=self.total,
@@ -172,11 +172,21 @@ def took(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
 
 
+class Counting(Protocol):
+    """What counts its requests: a Provider, or the ctm transport itself."""
+
+    @property
+    def requests_made(self) -> int: ...
+
+    @property
+    def retries_made(self) -> int: ...
+
+
 class Cost:
     """What a batch of provider calls cost since it was made: time, and the requests and
     retries the provider sent (none for a local database)."""
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Counting) -> None:
         self.provider = provider
         self.started = time.monotonic()
         self.requests = provider.requests_made
