@@ -18,6 +18,8 @@ deadlines, retries, rate limit, size limits, redaction) is `transport.py`.
   goes on while full pages with a ``next_page`` keep coming. A list of more than
   :data:`MAX_PAGES` pages (150,000 entries) fails the read with one line instead of being
   queued.
+- **Progress**: ``read`` advances a :class:`~reconciler.progress.Progress` as each
+  account's list ends, and logs one ``-v`` line: accounts, numbers, requests, retries, time.
 - **Writes** build their request with :mod:`reconciler.providers.wire` (the one place the
   write mapping lives) and POST it. Honesty note: the stop/allow/pause writes are not in the
   provider's public documentation; the mapping follows SPEC §7's wire API, so every write is
