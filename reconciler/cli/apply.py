@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from reconciler.cli.base import (
     use_color,
     write_file,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # heavy modules stay out of `reconciler --help`
     from reconciler.apply import ActionResult, ApplyReport
@@ -226,6 +229,7 @@ def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -
     import signal
 
     from reconciler.apply import apply_changes, verify
+    from reconciler.progress import Cost, labelled, plural
 
     plan = planned.plan
     concurrency = planned.desired.settings.provider.concurrency
@@ -235,6 +239,7 @@ def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    cost = Cost(provider)
     try:
         if tty:
             with click.progressbar(length=len(plan.changes), label="Applying") as bar:
@@ -245,10 +250,13 @@ def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -
             report = apply_changes(
                 provider, plan, concurrency=concurrency, on_result=lambda r: say(_action_line(r))
             )
+        sent = plural(sum(r.outcome != "not_started" for r in report.results), "changes")
+        log.info("wrote %s to %s %s", sent, provider.target, cost)
         # Also after an interrupt: the summary states live as it is, not as planned.
         say("Verifying: re-reading live state…")
         try:
-            report.verification = verify(provider, plan, planned.live, planned.desired)
+            with labelled("verifying"):
+                report.verification = verify(provider, plan, planned.live, planned.desired)
         except KeyboardInterrupt:
             say("Verification interrupted: live state was not re-read.")
         report.settle()

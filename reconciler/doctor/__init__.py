@@ -19,6 +19,7 @@ field-by-field judgement is `doctor/fields.py`; a finding and the exit code, `ch
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -39,6 +40,7 @@ from reconciler.errors import (
     ProviderTransientError,
 )
 from reconciler.models import is_loopback
+from reconciler.progress import Cost, took
 from reconciler.providers import wire
 from reconciler.render.safe import neutral
 
@@ -47,6 +49,8 @@ __all__ = ["Check", "exit_code", "render_json", "render_text", "run_checks"]
 if TYPE_CHECKING:
     from reconciler.models import Settings
     from reconciler.providers.transport import Response, Transport
+
+log = logging.getLogger(__name__)
 
 ASKED_PER_PAGE = wire.MAX_PER_PAGE
 MAX_SKEW_SECONDS = 60
@@ -87,15 +91,20 @@ def run_checks(
     if settings is None:
         return checks
     if settings.provider.type == "sandbox":
-        return checks + sandbox_checks(config_dir, settings, settings_dir, account)
+        started = time.monotonic()
+        checks += sandbox_checks(config_dir, settings, settings_dir, account)
+        log.info("checked the sandbox database in %s", took(time.monotonic() - started))
+        return checks
     made, transport = check_credentials(settings, env)
     checks.append(made)
     if transport is None:
         return checks
+    cost = Cost(transport)
     try:
         checks += _ctm_checks(config_dir, settings, transport, account)
     finally:
         transport.close()
+        log.info("checked %s %s", transport.base, cost)
     return [Check(c.name, c.status, transport.redact(c.detail)) for c in checks]
 
 

@@ -7,6 +7,10 @@ Contract a new provider must meet (read this file and you can add one):
   listed in ``LiveState.missing`` (not raised), so a plan can report ``unknown_account``
   next to everything else it found. It must cost the minimum number of requests the
   service allows: list calls, never one request per number.
+- ``read`` shows its progress: it runs inside a :class:`reconciler.progress.Progress`
+  over the ids asked for and advances it as each account is complete (all at once is
+  fine for a read that cannot be slow), and logs one ``-v`` (INFO) line for the read:
+  what, how many, how long (:class:`reconciler.progress.Cost`).
 - ``set_account_status(account_id, status)`` sets ``active | paused | stopped`` and returns
   the account as the service reports it after the write (``numbers`` may be empty).
 - ``set_number(account_id, number_id, field, value)`` sets a number's ``calls``
@@ -26,6 +30,8 @@ Contract a new provider must meet (read this file and you can add one):
   account, given while the caller is still busy (loading the config). A provider whose
   reads wait on the network may start them now; ``read`` must return exactly what it
   would have returned without the hint. The default does nothing.
+- ``requests_made`` / ``retries_made`` count the requests sent so far (first attempts) and
+  their retries, for progress and ``-v`` lines; the default (no network) is 0.
 - ``target`` is a human-readable, secret-free name of what is being managed (a database
   path, a base URL); the plan records it and the apply lock is keyed by it.
 - Providers are context managers; ``close()`` releases connections and files.
@@ -67,6 +73,16 @@ class Provider(ABC):
         self, account_id: str, number_id: str, field: NumberField, value: str
     ) -> LiveNumber:
         """Set a number's calls or swapping; return the number as the provider now reports it."""
+
+    @property
+    def requests_made(self) -> int:
+        """Requests sent so far (first attempts); 0 for a provider without a network."""
+        return 0
+
+    @property
+    def retries_made(self) -> int:
+        """Retries of those requests so far."""
+        return 0
 
     def list_accounts(self, count_numbers: bool = True) -> list[ListedAccount]:
         """Every account the provider lists (numbers counted when asked), in its order."""

@@ -18,6 +18,8 @@ deadlines, retries, rate limit, size limits, redaction) is `transport.py`.
   goes on while full pages with a ``next_page`` keep coming. A list of more than
   :data:`MAX_PAGES` pages (150,000 entries) fails the read with one line instead of being
   queued.
+- **Progress**: ``read`` advances a :class:`~reconciler.progress.Progress` as each
+  account's list ends, and logs one ``-v`` line: accounts, numbers, requests, retries, time.
 - **Writes** build their request with :mod:`reconciler.providers.wire` (the one place the
   write mapping lives) and POST it. Honesty note: the stop/allow/pause writes are not in the
   provider's public documentation; the mapping follows SPEC §7's wire API, so every write is
@@ -32,7 +34,7 @@ deadlines, retries, rate limit, size limits, redaction) is `transport.py`.
 from __future__ import annotations
 
 import functools
-import math
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,9 +50,17 @@ from reconciler.models import (
     LiveState,
     ProviderSettings,
 )
+from reconciler.progress import Cost, Progress, read_line
 from reconciler.providers import wire
 from reconciler.providers.base import NumberField, Provider
-from reconciler.providers.paging import MAX_PAGES, PER_PAGE, Page, PagedList, Walker, too_many
+from reconciler.providers.paging import (
+    MAX_PAGES,
+    PER_PAGE,
+    Page,
+    PagedList,
+    Walker,
+    parse_page,
+)
 from reconciler.providers.transport import (
     Response,
     RetryPolicy,
@@ -61,6 +71,7 @@ from reconciler.providers.transport import (
 
 __all__ = ["MAX_PAGES", "CtmProvider", "RetryPolicy", "TokenBucket"]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -137,6 +148,7 @@ class CtmProvider(Provider):
         self._ready: dict[str, Page | None] = {}
         self._early_list: Future[Any] | None = None
         self._arrived: deque[str] = deque()
+        self._cost: Cost | None = None
 
     @property
     def target(self) -> str:
@@ -193,6 +205,7 @@ class CtmProvider(Provider):
         with self._lock:
             if account_id in self._early or account_id in self._ready:
                 return
+            self._cost = self._cost or Cost(self)  # the read's -v line counts from here
             future = pool.submit(self._fetch_numbers, account_id, 1)
             self._early[account_id] = future
             if len(self._early) + len(self._ready) == 2:
@@ -231,22 +244,27 @@ class CtmProvider(Provider):
             early, self._early = self._early, {}
             ready, self._ready = self._ready, {}
             early_list, self._early_list = self._early_list, None
+            cost, self._cost = self._cost or Cost(self), None  # since the first prefetch
         try:
             if not wanted:
                 return LiveState(accounts={})
             pool = self._executor()
-            # The account lookups start first, so they queue in the pool alongside the
-            # prefetched pages still in flight instead of being one more round trip after
-            # them; the prefetched pages are decoded while they run.
-            finding = self._start_finding(wanted, pool, early_list)
-            self._decode_early(list(early), early, ready)
-            found = finding()
-            gone = self._attach_numbers(list(found.values()), pool, early, ready)
+            with Progress(len(wanted), retries=cost.retries) as progress:
+                # The account lookups start first, so they queue in the pool alongside the
+                # prefetched pages still in flight instead of being one more round trip
+                # after them; the prefetched pages are decoded while they run.
+                finding = self._start_finding(wanted, pool, early_list)
+                self._decode_early(list(early), early, ready)
+                found = finding()
+                progress.advance(len(wanted) - len(found))
+                gone = self._attach_numbers(list(found.values()), pool, early, ready, progress)
         finally:
             for future in early.values():  # announced, but not asked for or not found
                 future.cancel()
         accounts = {a: found[a] for a in wanted if a in found and a not in gone}
-        return LiveState(accounts=accounts, missing=[a for a in wanted if a not in accounts])
+        missing = [a for a in wanted if a not in accounts]
+        log.info("%s from %s %s", read_line(accounts.values(), missing), self.target, cost)
+        return LiveState(accounts=accounts, missing=missing)
 
     def _start_finding(
         self, wanted: list[str], pool: ThreadPoolExecutor, early_list: Future[Any] | None
@@ -318,7 +336,7 @@ class CtmProvider(Provider):
             raise ProviderError(
                 f"ctm: GET {path}: malformed response: account without id"
             ) from None
-        return self._page(data, path, by_id, len(items))
+        return parse_page(data, path, by_id, len(items))
 
     def _attach_numbers(
         self,
@@ -326,13 +344,26 @@ class CtmProvider(Provider):
         pool: ThreadPoolExecutor,
         early: dict[str, Future[Response | None]],
         ready: dict[str, Page | None],
+        progress: Progress,
     ) -> set:
         """Fill in every account's numbers; return the ids whose numbers 404 (gone).
 
         First pages of prefetched accounts are taken from `ready` (decoded) or `early` (in
-        flight; removed from it).
+        flight; removed from it). `progress` advances as each account's list ends.
         """
-        firsts = self._firsts(
+        lists: dict[str, PagedList] = {}
+        gone: set[str] = set()
+
+        def first(account_id: str, page: Page | None) -> None:
+            if page is None:
+                gone.add(account_id)
+            else:
+                lists[account_id] = PagedList(f"/accounts/{account_id}/numbers", page.claimed)
+                lists[account_id].add(page, 1)
+            if page is None or lists[account_id].done:
+                progress.advance()
+
+        self._firsts(
             [acc.id for acc in accounts],
             [
                 ready[a.id]
@@ -340,20 +371,14 @@ class CtmProvider(Provider):
                 else early.pop(a.id, None) or pool.submit(self._fetch_numbers, a.id, 1)
                 for a in accounts
             ],
+            first,
         )
-        lists: dict[str, PagedList] = {}
-        gone: set[str] = set()
-        for acc, first in zip(accounts, firsts, strict=True):
-            if first is None:
-                gone.add(acc.id)
-                continue
-            lists[acc.id] = PagedList(f"/accounts/{acc.id}/numbers", first.claimed)
-            lists[acc.id].add(first, 1)
         Walker(
             lists,
             lambda account_id, n: pool.submit(self._fetch_numbers, account_id, n),
             self._numbers_of,
             2 * self.concurrency,
+            on_done=lambda _account_id: progress.advance(),
         ).run()
         for acc in accounts:
             lst = lists.get(acc.id)
@@ -384,15 +409,20 @@ class CtmProvider(Provider):
             return None
 
     def _firsts(
-        self, account_ids: list[str], sources: list[Future[Response | None] | Page | None]
-    ) -> list[Page | None]:
-        """Each account's first page, decoded here as it arrives, in order (a source that
-        is not a future is a page decoded already); a failure cancels the rest."""
+        self,
+        account_ids: list[str],
+        sources: list[Future[Response | None] | Page | None],
+        each: Callable[[str, Page | None], None],
+    ) -> None:
+        """Each account's first page, decoded here as it arrives, handed to `each` in order
+        (a source that is not a future is a page decoded already); a failure cancels the
+        rest."""
         try:
-            return [
-                self._numbers_of(account_id, got.result()) if isinstance(got, Future) else got
-                for account_id, got in zip(account_ids, sources, strict=True)
-            ]
+            for account_id, got in zip(account_ids, sources, strict=True):
+                page = (
+                    self._numbers_of(account_id, got.result()) if isinstance(got, Future) else got
+                )
+                each(account_id, page)
         except BaseException:
             for got in sources:
                 if isinstance(got, Future):
@@ -407,7 +437,7 @@ class CtmProvider(Provider):
         path = f"/accounts/{account_id}/numbers"
         items = self._items(data, "numbers", path)
         numbers = self._convert(path, wire.numbers_from_wire, items, account_id)
-        return self._page(data, path, numbers, len(items))
+        return parse_page(data, path, numbers, len(items))
 
     @staticmethod
     def _numbers_path(account_id: str) -> str:
@@ -418,28 +448,6 @@ class CtmProvider(Provider):
         if not isinstance(items, list):
             raise ProviderError(f"ctm: GET {path}: malformed response: no {key!r} list")
         return items
-
-    def _page(self, data: dict, path: str, items: list[Any], count: int) -> Page:
-        """What a page claims about its list, checked: counts are whole numbers >= 0, and a
-        list of more than MAX_PAGES pages is refused before a page of it is queued."""
-        counts = {}
-        for key in ("total_pages", "total_entries", "per_page"):
-            value = data.get(key)
-            if value is not None and (type(value) is not int or value < 0):
-                raise ProviderError(f"ctm: GET {path}: malformed response: bad {key}")
-            counts[key] = value
-        size = counts["per_page"] or PER_PAGE
-        try:
-            more = wire.next_page_number(data.get("next_page")) is not None
-        except ProviderError as exc:
-            raise ProviderError(f"ctm: GET {path}: {exc}") from None
-        claimed = counts["total_pages"]
-        if claimed is None:
-            entries = counts["total_entries"]
-            claimed = math.ceil(entries / size) if entries is not None else (2 if more else 1)
-        if claimed > MAX_PAGES:
-            raise too_many(path, claimed)
-        return Page(items, claimed, count >= min(size, PER_PAGE), more, counts["total_entries"])
 
     # --- writes -------------------------------------------------------------------------
 
@@ -531,7 +539,9 @@ class CtmProvider(Provider):
         for page in walked.pages:
             for account_id, data in page.items:
                 by_id.setdefault(account_id, data)  # a page boundary shifted: list once
-        listed = [self._convert("/accounts", _listed_from_wire, data) for data in by_id.values()]
+        listed = [
+            self._convert("/accounts", wire.listed_from_wire, data) for data in by_id.values()
+        ]
         if not count_numbers:
             return listed
         counts = self._count_numbers([acc.id for acc in listed], pool)
@@ -578,18 +588,4 @@ class CtmProvider(Provider):
         path = f"/accounts/{account_id}/numbers"
         items = self._items(data, "numbers", path)
         ids = [item.get("id") if isinstance(item, dict) else None for item in items]
-        return self._page(data, path, ids, len(items))
-
-
-def _listed_from_wire(data: Any) -> ListedAccount:
-    """A listed Account, reading only what a listing shows: any status is kept as the
-    provider writes it (`canceled` too), a missing name is empty; only the id must be
-    usable."""
-    if not isinstance(data, dict):
-        raise ProviderError("malformed response: account is not an object")
-    status = data.get("status")
-    return ListedAccount(
-        id=wire.check_id(data.get("id"), "account"),
-        name=str(data.get("name") or ""),
-        status=None if status in (None, "") else str(status)[:40],
-    )
+        return parse_page(data, path, ids, len(items))

@@ -8,6 +8,7 @@ keep coming. A list of more than MAX_PAGES pages is refused with one line.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -58,6 +59,30 @@ class PagedList:
                 self.claimed = n + 1  # full pages keep coming: follow them
 
 
+def parse_page(data: dict, path: str, items: list[Any], count: int) -> Page:
+    """A decoded page with what it claims about its list, checked: counts are whole numbers
+    >= 0, and a list of more than MAX_PAGES pages is refused before a page of it is queued.
+    `count` is how many items the page held (`items` may be converted from them)."""
+    counts = {}
+    for key in ("total_pages", "total_entries", "per_page"):
+        value = data.get(key)
+        if value is not None and (type(value) is not int or value < 0):
+            raise ProviderError(f"ctm: GET {path}: malformed response: bad {key}")
+        counts[key] = value
+    size = counts["per_page"] or PER_PAGE
+    try:
+        more = wire.next_page_number(data.get("next_page")) is not None
+    except ProviderError as exc:
+        raise ProviderError(f"ctm: GET {path}: {exc}") from None
+    claimed = counts["total_pages"]
+    if claimed is None:
+        entries = counts["total_entries"]
+        claimed = math.ceil(entries / size) if entries is not None else (2 if more else 1)
+    if claimed > MAX_PAGES:
+        raise too_many(path, claimed)
+    return Page(items, claimed, count >= min(size, PER_PAGE), more, counts["total_entries"])
+
+
 def too_many(path: str, claimed: int | None = None) -> ProviderError:
     said = f"claims {claimed} pages" if claimed is not None else "keeps naming a next page"
     return ProviderError(
@@ -68,7 +93,8 @@ def too_many(path: str, claimed: int | None = None) -> ProviderError:
 
 class Walker:
     """Fetches the remaining pages of several lists, at most `window` requests ahead, and
-    decodes them in order as they arrive; a list stops as soon as it has ended."""
+    decodes them in order as they arrive; a list stops as soon as it has ended, and is
+    then handed to `on_done` (by key)."""
 
     def __init__(
         self,
@@ -76,8 +102,10 @@ class Walker:
         fetch: Callable[[str, int], Future[Any]],
         decode: Callable[[str, Any], Page | None],
         window: int,
+        on_done: Callable[[str], None] = lambda key: None,
     ) -> None:
         self.lists, self.fetch, self.decode, self.window = lists, fetch, decode, window
+        self.on_done = on_done
         self.todo = deque(k for k, lst in lists.items() if not lst.done)
         self.inflight: deque[tuple[str, int, Future[Any]]] = deque()
         self._submit()
@@ -108,6 +136,8 @@ class Walker:
                         lst.add(page, n)
                         if lst.claimed > was:
                             self.todo.append(key)
+                    if lst.done:
+                        self.on_done(key)
                 self._submit()
         except BaseException:
             for _, _, future in self.inflight:

@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from reconciler.errors import ProviderError
-from reconciler.models import LiveAccount, LiveNumber
+from reconciler.models import ListedAccount, LiveAccount, LiveNumber
 from reconciler.phone import live_e164
 
 MAX_PER_PAGE = 150
@@ -242,3 +242,17 @@ def error_reason(data: Any) -> str:
             if parts:
                 return "; ".join(parts)
     return ""
+
+
+def listed_from_wire(data: Any) -> ListedAccount:
+    """A listed Account, reading only what a listing shows: any status is kept as the
+    provider writes it (`canceled` too), a missing name is empty; only the id must be
+    usable."""
+    if not isinstance(data, dict):
+        raise ProviderError("malformed response: account is not an object")
+    status = data.get("status")
+    return ListedAccount(
+        id=check_id(data.get("id"), "account"),
+        name=str(data.get("name") or ""),
+        status=None if status in (None, "") else str(status)[:40],
+    )

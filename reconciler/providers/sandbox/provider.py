@@ -8,6 +8,7 @@ a fraction of a second). Writes go through the same wire mapping as the HTTP cli
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -17,9 +18,12 @@ from reconciler.errors import ProviderError
 from reconciler.models import ListedAccount, LiveAccount, LiveNumber, LiveState
 from reconciler.phone import E164_SHAPE as _E164_SHAPE
 from reconciler.phone import live_e164
+from reconciler.progress import Cost, Progress, read_line
 from reconciler.providers.base import NumberField, Provider
 from reconciler.providers.sandbox.store import Row, SandboxStore
 from reconciler.providers.wire import account_from_wire, number_from_wire, number_write
+
+log = logging.getLogger(__name__)
 
 
 class SandboxProvider(Provider):
@@ -50,14 +54,19 @@ class SandboxProvider(Provider):
 
     def read(self, account_ids: Sequence[str]) -> LiveState:
         wanted = list(dict.fromkeys(str(a) for a in account_ids))
-        account_rows, number_rows = self.store.bulk_rows(wanted)
-        accounts = {row[0]: _live_account(row) for row in account_rows}
-        money: dict[str | None, Decimal | None] = {None: None}
-        times: dict[str | None, datetime | None] = {None: None}
-        for row in number_rows:
-            accounts[row[1]].numbers.append(_live_number(row, money, times))
+        cost = Cost(self)
+        with Progress(len(wanted)) as progress:  # two queries: all accounts finish at once
+            account_rows, number_rows = self.store.bulk_rows(wanted)
+            accounts = {row[0]: _live_account(row) for row in account_rows}
+            money: dict[str | None, Decimal | None] = {None: None}
+            times: dict[str | None, datetime | None] = {None: None}
+            for row in number_rows:
+                accounts[row[1]].numbers.append(_live_number(row, money, times))
+            progress.advance(len(wanted))
         ordered = {a: accounts[a] for a in wanted if a in accounts}
-        return LiveState(ordered, missing=[a for a in wanted if a not in accounts])
+        missing = [a for a in wanted if a not in accounts]
+        log.info("%s from %s %s", read_line(ordered.values(), missing), self.target, cost)
+        return LiveState(ordered, missing=missing)
 
     def list_accounts(self, count_numbers: bool = True) -> list[ListedAccount]:
         """One SQL query; the counts come with it, so they cost nothing extra."""
