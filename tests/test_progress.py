@@ -209,6 +209,40 @@ def test_on_a_terminal_a_progress_bar_on_stderr_and_stdout_untouched(slow, seede
     assert json.loads(out_path.read_text())["summary"]["stop"] == 3
 
 
+def _on_a_terminal(args: list[str], cwd: Path, out_path: Path) -> str:
+    """Run with stderr a pseudo-terminal and stdout a file; what the terminal showed."""
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "RECONCILER_LOCK_DIR": str(cwd / "locks")}
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=terminal, env=env)
+        os.close(terminal)
+        shown = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=30) == 0, shown
+    os.close(controller)
+    return shown.decode(errors="replace")
+
+
+def test_apply_with_json_on_stdout_draws_its_bar_on_stderr(seeded):
+    out_path = seeded / "plan.json"
+    args = [sys.executable, "-m", "reconciler", "apply", "--auto-approve", "--format", "json"]
+    shown = _on_a_terminal(args, seeded, out_path)
+    assert "Applying" in shown and "Apply complete: 5 ok" in shown
+    assert json.loads(out_path.read_text())["summary"]["stop"] == 3  # nothing but the plan
+
+
 # --- -v: one line per batch, before or after the subcommand ---------------------------------
 
 SANDBOX_READ = re.compile(

@@ -163,7 +163,7 @@ def _run_apply(
         if not auto_approve and not _confirm(plan, provider.target, say):
             return EXIT_ERROR
         lock.check()  # planning and approval take time: the lock must still be ours to write
-        report = _execute(provider, planned, say)
+        report = _execute(provider, planned, say, err=fmt != "text")
         if report_file:
             import json
 
@@ -225,7 +225,11 @@ def _saved_scope(
     return tuple(saved.scope), saved_shard
 
 
-def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -> ApplyReport:
+def _execute(
+    provider: Provider, planned: Planned, say: Callable[[str], None], *, err: bool = False
+) -> ApplyReport:
+    """Write, then verify. The bar (or one line per write) goes where `say` writes: stdout
+    for text, stderr when stdout carries JSON or Markdown (`err`)."""
     import signal
 
     from reconciler.apply import apply_changes, verify
@@ -233,7 +237,8 @@ def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -
 
     plan = planned.plan
     concurrency = planned.desired.settings.provider.concurrency
-    tty = sys.stdout.isatty()
+    stream = sys.stderr if err else sys.stdout
+    tty = stream.isatty()
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -242,7 +247,7 @@ def _execute(provider: Provider, planned: Planned, say: Callable[[str], None]) -
     cost = Cost(provider)
     try:
         if tty:
-            with click.progressbar(length=len(plan.changes), label="Applying") as bar:
+            with click.progressbar(length=len(plan.changes), label="Applying", file=stream) as bar:
                 report = apply_changes(
                     provider, plan, concurrency=concurrency, on_result=lambda r: bar.update(1)
                 )
