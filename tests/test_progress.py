@@ -175,40 +175,6 @@ def test_retries_are_counted_in_progress_and_in_the_v_line(seeded, monkeypatch):
 # --- progress bar (stderr a terminal) --------------------------------------------------------
 
 
-def test_on_a_terminal_a_progress_bar_on_stderr_and_stdout_untouched(slow, seeded):
-    controller, terminal = pty.openpty()
-    out_path = seeded / "plan.json"
-    with out_path.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler", "plan", "--format", "json"],
-            cwd=seeded,
-            stdout=out,
-            stderr=terminal,
-        )
-        os.close(terminal)
-        shown = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(controller, 65536)
-                except OSError:  # the process closed the terminal
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            elif proc.poll() is not None:
-                break
-        assert proc.wait(timeout=30) == 0
-    os.close(controller)
-    text = shown.decode(errors="replace")
-    assert "reading live state  [" in text, text
-    assert f"{ACCOUNTS}/{ACCOUNTS}" in text and "accounts, 0 retries" in text
-    assert not progress_lines(text.replace("\r", "\n"))  # a bar, not the lines for logs
-    assert json.loads(out_path.read_text())["summary"]["stop"] == 3
-
-
 def _on_a_terminal(args: list[str], cwd: Path, out_path: Path) -> str:
     """Run with stderr a pseudo-terminal and stdout a file; what the terminal showed."""
     controller, terminal = pty.openpty()
@@ -233,6 +199,16 @@ def _on_a_terminal(args: list[str], cwd: Path, out_path: Path) -> str:
         assert proc.wait(timeout=30) == 0, shown
     os.close(controller)
     return shown.decode(errors="replace")
+
+
+def test_on_a_terminal_a_progress_bar_on_stderr_and_stdout_untouched(slow, seeded):
+    out_path = seeded / "plan.json"
+    args = [sys.executable, "-m", "reconciler", "plan", "--format", "json"]
+    text = _on_a_terminal(args, seeded, out_path)
+    assert "reading live state  [" in text, text
+    assert f"{ACCOUNTS}/{ACCOUNTS}" in text and "accounts, 0 retries" in text
+    assert not progress_lines(text.replace("\r", "\n"))  # a bar, not the lines for logs
+    assert json.loads(out_path.read_text())["summary"]["stop"] == 3
 
 
 def test_apply_with_json_on_stdout_draws_its_bar_on_stderr(seeded):
