@@ -96,6 +96,7 @@ class History:
         self.shallow_cut: frozenset[str] = frozenset()
         self.hint = ""
         self._prs: dict[str, int | None] = {}
+        self._mainline: set[str] | None = None
         where = os.path.abspath(directory)
         try:
             top = _git(where, "rev-parse", "--show-toplevel", "--is-shallow-repository")
@@ -178,28 +179,35 @@ class History:
             if entry is None or entry.commit == UNCOMMITTED or entry.commit in self.shallow_cut:
                 result[line] = None
                 continue
-            pr = entry.pr if entry.pr is not None else self._merged_in(entry.commit)
+            try:
+                pr = entry.pr if entry.pr is not None else self._merged_in(entry.commit)
+            except (OSError, subprocess.SubprocessError):
+                pr = None
             result[line] = Provenance(entry.commit, entry.author, entry.date, entry.subject, pr)
         return result
 
     def _merged_in(self, commit: str) -> int | None:
-        """The PR of the first merge that brought `commit` into HEAD, if its subject names
-        one (a merge-commit workflow: the line's own commit is on the branch)."""
+        """The PR of the merge that brought `commit` into HEAD's first-parent line, if its
+        subject names one (a merge-commit workflow: the line's own commit is on the
+        branch). A commit made on that line itself came in with no merge: None."""
         if commit not in self._prs:
             assert self.root is not None
-            try:
+            if self._mainline is None:
+                line = _git(self.root, "rev-list", "--first-parent", "HEAD")
+                self._mainline = set(line.stdout.split()) if line.returncode == 0 else set()
+            first: list[str] = []
+            if commit not in self._mainline:
                 merges = _git(
                     self.root,
                     "log",
                     "--merges",
+                    "--first-parent",
                     "--ancestry-path",
                     "--reverse",
                     "--format=%s",
                     f"{commit}..HEAD",
                 )
                 first = merges.stdout.splitlines()[:1] if merges.returncode == 0 else []
-            except (OSError, subprocess.SubprocessError):
-                first = []
             self._prs[commit] = pr_of(first[0]) if first else None
         return self._prs[commit]
 

@@ -115,12 +115,21 @@ def ledger_text(ledger: Ledger) -> str:
             f"  Total: {ledger.total_monthly} {cur}/month for {len(ledger.items)} resources.",
         ]
     if ledger.paused:
-        out += ["", "Paused (these still ring but are not swapped on websites; not in the total):", ""]
+        out += [
+            "",
+            "Paused (these still ring but are not swapped on websites; not in the total):",
+            "",
+        ]
         out += rows(ledger.paused)
     if ledger.provenance_note:
         out += ["", f"Provenance: {neutral(ledger.provenance_note)}."]
     out += ["", NEVER]
     return "\n".join(out) + "\n"
+
+
+def cell(value: object) -> str:
+    """Safe in a Markdown table cell: control characters shown, Markdown escaped."""
+    return esc(neutral(str(value)))
 
 
 def _md_rows(items: list[LedgerItem], cur: str) -> list[str]:
@@ -133,27 +142,30 @@ def _md_rows(items: list[LedgerItem], cur: str) -> list[str]:
         said = [i.note] if i.note else []
         note = " · ".join([*said, *([f"until {i.until}"] if i.until else [])])
         lines.append(
-            f"| {esc(i.monthly_fee)} {esc(cur)} | {esc(describe(i.address))}"
+            f"| {cell(i.monthly_fee)} {cell(cur)} | {cell(describe(i.address))}"
             f"{' (' + ', '.join(flags) + ')' if flags else ''} "
-            f"| {esc(i.account_id)} {esc(i.account_name)} | {esc(i.state)} "
-            f"| {esc(i.since[:10]) if i.since else 'unknown'} "
-            f"| {i.days if i.days is not None else ''} | {esc(neutral(note))} "
-            f"| {esc(neutral(set_by(i)))} |"
+            f"| {cell(i.account_id)} {cell(i.account_name)} | {cell(i.state)} "
+            f"| {cell(i.since[:10]) if i.since else 'unknown'} "
+            f"| {i.days if i.days is not None else ''} | {cell(note)} | {cell(set_by(i))} |"
         )
     return lines
 
 
 def ledger_markdown(ledger: Ledger) -> str:
     cur = ledger.currency
-    out = [f"### {esc(_headline(ledger))}", "", f"Evaluated at {esc(ledger.evaluated_at)}.", ""]
+    out = [f"### {cell(_headline(ledger))}", "", f"Evaluated at {cell(ledger.evaluated_at)}.", ""]
     if ledger.items:
         out += _md_rows(ledger.items, cur)
-        out += ["", f"**Total: {esc(ledger.total_monthly)} {esc(cur)}/month.**"]
+        out += ["", f"**Total: {cell(ledger.total_monthly)} {cell(cur)}/month.**"]
     if ledger.paused:
-        out += ["", "#### Paused (these still ring but are not swapped on websites; not in the total)", ""]
+        out += [
+            "",
+            "#### Paused (these still ring but are not swapped on websites; not in the total)",
+            "",
+        ]
         out += _md_rows(ledger.paused, cur)
     if ledger.provenance_note:
-        out += ["", f"Provenance: {esc(neutral(ledger.provenance_note))}."]
+        out += ["", f"Provenance: {cell(ledger.provenance_note)}."]
     out += ["", NEVER]
     return "\n".join(out) + "\n"
 
