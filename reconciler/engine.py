@@ -205,6 +205,9 @@ def make_plan(
         scope=[str(a) for a in accounts],
     )
     plan.shard = f"{shard[0]}/{shard[1]}" if shard else None
+    from reconciler.ledger import attribute_plan
+
+    attribute_plan(plan, desired, live)
     from reconciler.models import UpcomingEvent
     from reconciler.schedule import upcoming
 

@@ -27,9 +27,11 @@ from reconciler.models import (
     DesiredAccount,
     DesiredNumber,
     DesiredState,
+    Finding,
     LiveAccount,
     LiveNumber,
     LiveState,
+    Plan,
     jsonable,
 )
 from reconciler.provenance import History, Provenance
@@ -259,3 +261,47 @@ def _sorted(drafts: list[_Draft], lookup: Callable[[_Draft], Provenance | None])
         rows.append(LedgerItem(**{**d.item, "provenance": prov.to_dict() if prov else None}))
     rows.sort(key=lambda r: (-Decimal(r.monthly_fee), r.account_id, r.address))
     return rows
+
+
+def attribute_plan(plan: Plan, desired: DesiredState, live: LiveState) -> None:
+    """Say who set each standing stop of a plan: the `stale_stop` warnings and the charges
+    items the plan does not newly stop get the config line's provenance in short (`set by
+    Jane Ops on 2026-06-01 in #131`). Git runs only when there is such an item, and only
+    for the files that hold them."""
+    targets: list[tuple[object, str, int]] = []
+    numbers: dict[str, dict[str, LiveNumber]] = {}
+    for item in plan.charges.items:
+        acc, want = live.accounts.get(item.account_id), desired.accounts.get(item.account_id)
+        if item.new or acc is None or want is None:
+            continue
+        num = None
+        if item.kind == "number":
+            by_e164 = numbers.setdefault(acc.id, {n.number: n for n in acc.numbers})
+            num = by_e164.get(item.address.removeprefix("number."))
+            if num is None:
+                continue
+        entry, key, agrees = _entry_for(want, acc, num)
+        if entry is not None and agrees:
+            targets.append((item, entry.source.path, entry.field_lines.get(key, entry.source.line)))
+    for warning in plan.warnings:
+        if warning.code == "stale_stop" and warning.source and ":" in warning.source:
+            path, _, line = warning.source.rpartition(":")
+            if line.isdigit():
+                targets.append((warning, path, int(line)))
+    if not targets:
+        return
+    history = History(desired.config_dir)
+    if not history.available:
+        return
+    wanted: dict[str, set[int]] = {}
+    for _, path, line in targets:
+        wanted.setdefault(path, set()).add(line)
+    found = history.lookup(wanted)
+    for target, path, line in targets:
+        prov = found.get((path, line))
+        if prov is None:
+            continue
+        if isinstance(target, Finding):
+            target.message = f"{target.message}; {prov.short()}"
+        else:
+            target.set_by = prov.short()  # type: ignore[attr-defined]

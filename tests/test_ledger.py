@@ -264,3 +264,27 @@ def test_hostile_names_are_neutral_in_text_markdown_and_csv(repo: Path) -> None:
 def test_a_bad_sandbox_clock_is_one_line(project: Path) -> None:
     code, _, err = run("ledger", env={"RECONCILER_SANDBOX_CLOCK": "tomorrow"})
     assert code == 1 and "RECONCILER_SANDBOX_CLOCK='tomorrow': expected an ISO-8601" in err
+
+
+def test_the_plan_says_who_set_each_standing_stop(repo: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "plan.json"
+    code, out, _ = run("plan", "--at", AT, "--out", str(saved))
+    assert code == 0
+    (stale,) = [line for line in out.splitlines() if "stale_stop:" in line]
+    assert stale.endswith(
+        "set by Kim Dev on 2026-11-25 in #42  (config/accounts/acme-dental.yaml:19)"
+    )
+    assert "account stopped  (since 2026-11-30; set by Sam Lead on 2026-11-20 in #131)" in out
+    data = json.loads(saved.read_text())
+    items = by_address(data["charges"]["items"])
+    assert items["number.+14105550105"]["set_by"] == "set by Kim Dev on 2026-11-25 in #42"
+    assert items["number.+14435550112"]["new"] and items["number.+14435550112"]["set_by"] is None
+    code, md, _ = run("plan", "--at", AT, "--format", "markdown", "--out", str(saved))
+    assert code == 0 and "set by Sam Lead on 2026-11-20 in #131" in md
+    _, shown, _ = run("show", str(saved), "--format", "markdown")
+    assert shown == md  # the saved plan carries it: `show` renders it the same
+
+
+def test_the_plan_without_git_names_nobody(project: Path) -> None:
+    code, out, _ = run("plan", "--at", AT)
+    assert code == 0 and "set by" not in out and "stale_stop:" in out
