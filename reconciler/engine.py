@@ -147,21 +147,16 @@ def due_plan(planned: Planned) -> tuple[Planned, list]:
     return Planned(desired, planned.live, plan, planned.provider), not_due(full, plan)
 
 
-def make_plan(
+def read_live(
     config_dir: str,
     accounts: tuple[str, ...] | list[str] = (),
     *,
     provider: Provider | None = None,
-    now: datetime | None = None,
     desired: DesiredState | None = None,
     shard: tuple[int, int] | None = None,
-    at: datetime | None = None,
-) -> Planned:
-    """Config + live -> Plan. The caller closes `Planned.provider`.
-
-    `at` (`--at`): judge every time rule at that time; live is still read now. `now`
-    fixes the clock itself (tests).
-    """
+) -> tuple[DesiredState, LiveState, Provider]:
+    """The config in scope (--account, --shard) and live state of its accounts, read while
+    the config loads for the HTTP provider. The caller closes the provider."""
     ahead = None
     if desired is None and provider is None:
         ahead = ReadAhead.for_config(config_dir, accounts, shard)
@@ -179,6 +174,27 @@ def make_plan(
     except BaseException:
         provider.close()
         raise
+    return desired, live, provider
+
+
+def make_plan(
+    config_dir: str,
+    accounts: tuple[str, ...] | list[str] = (),
+    *,
+    provider: Provider | None = None,
+    now: datetime | None = None,
+    desired: DesiredState | None = None,
+    shard: tuple[int, int] | None = None,
+    at: datetime | None = None,
+) -> Planned:
+    """Config + live -> Plan. The caller closes `Planned.provider`.
+
+    `at` (`--at`): judge every time rule at that time; live is still read now. `now`
+    fixes the clock itself (tests).
+    """
+    desired, live, provider = read_live(
+        config_dir, accounts, provider=provider, desired=desired, shard=shard
+    )
     clock = now or datetime.now(timezone.utc).replace(microsecond=0)
     plan = build_plan(
         desired,
@@ -189,6 +205,9 @@ def make_plan(
         scope=[str(a) for a in accounts],
     )
     plan.shard = f"{shard[0]}/{shard[1]}" if shard else None
+    from reconciler.ledger import attribute_plan
+
+    attribute_plan(plan, desired, live)
     from reconciler.models import UpcomingEvent
     from reconciler.schedule import upcoming
 

@@ -519,6 +519,9 @@ class ChargeItem(PlanModel):
         False,
         description="The provider reports no fee for it: the billing default is counted.",
     )
+    set_by: str | None = Field(
+        None, description="Who set its stop, from git: `set by Jane Ops on 2026-06-01 in #131`."
+    )
 
 
 class Charges(PlanModel):

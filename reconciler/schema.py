@@ -30,8 +30,15 @@ def _plan() -> dict[str, Any]:
     return Plan.model_json_schema(by_alias=True, mode="serialization")
 
 
+def _ledger() -> dict[str, Any]:
+    from reconciler.ledger import Ledger
+
+    return Ledger.model_json_schema(mode="serialization")
+
+
 GENERATORS: dict[str, Callable[[], dict[str, Any]]] = {
     "account.schema.json": _account,
+    "ledger.schema.json": _ledger,
     "settings.schema.json": _settings,
     "plan.schema.json": _plan,
 }

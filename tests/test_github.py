@@ -3,6 +3,7 @@ least privilege, never interpolate untrusted text into scripts; the pre-commit h
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -73,6 +74,7 @@ EXPECTED_WRITES = {
     "apply.yml": set(),
     "schedule.yml": set(),
     "ci.yml": set(),
+    "ledger.yml": set(),
 }
 
 
@@ -184,3 +186,57 @@ def test_the_pull_request_workflow_reads_live_state_once():
     assert [s["id"] for s in reads] == ["plan"]
     shown = [s for s in ours if s["with"]["command"] == "show"]
     assert [s["with"]["plan-file"] for s in shown] == ["${{ steps.plan.outputs.report }}"]
+
+
+def test_the_ledger_workflow_is_monthly_with_the_whole_history():
+    wf = load(ROOT / ".github" / "workflows" / "ledger.yml")
+    triggers = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads `on:` as True
+    assert "workflow_dispatch" in triggers
+    (cron,) = [t["cron"] for t in triggers["schedule"]]
+    _, _, day, month, weekday = cron.split()
+    assert day == "1" and month == "*" and weekday == "*"
+    steps = wf["jobs"]["ledger"]["steps"]
+    (checkout,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout")]
+    assert checkout["with"]["fetch-depth"] == 0
+    (ours,) = [s for s in steps if s.get("uses") == "./.github/actions/reconciler"]
+    assert ours["with"] == {"command": "ledger", "format": "markdown"}
+    (upload,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert upload["with"]["path"] == "${{ steps.ledger.outputs.report }}"
+    summary = [s for s in steps if "GITHUB_STEP_SUMMARY" in s.get("run", "")]
+    assert summary and summary[0]["env"]["LEDGER_MD"] == "${{ steps.ledger.outputs.output }}"
+
+
+def test_the_composite_action_runs_the_ledger(project, tmp_path):
+    """The action's own script, run by bash as a runner would: Markdown on stdout (the
+    `output` file), the CSV at the `report` output."""
+    (step,) = [s for s in load(ACTION)["runs"]["steps"] if s.get("id") == "run"]
+    temp, outputs = tmp_path / "runner", tmp_path / "github_output"
+    temp.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "RUNNER_TEMP": str(temp),
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_RUN_ATTEMPT": "1",
+        "RECONCILER_BIN": str(Path(sys.executable).with_name("reconciler")),
+        "RECONCILER_LOCK_DIR": str(tmp_path / "locks"),
+        "COMMAND": "ledger",
+        "CONFIG_DIR": "config",
+        "FORMAT": "markdown",
+        "EXTRA_ARGS": "--at 2026-12-01T09:00:00Z",
+        "OK_CODES": "0",
+        "PLAN_FILE": "",
+    }
+    done = subprocess.run(
+        ["bash", "-c", step["run"]],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    got = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert got["exit-code"] == "0" and got["report"].endswith("reconciler-ledger.csv")
+    assert Path(got["report"]).read_text().startswith("address,kind,account_id,")
+    assert Path(got["output"]).read_text().startswith("### Ledger: 2 resources cannot ring")

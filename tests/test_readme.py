@@ -18,6 +18,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,10 +81,30 @@ def matches(expected: list[str], actual: list[str]) -> bool:
     return re.fullmatch(pattern, "\n".join(normalise(actual)) + "\n") is not None
 
 
+# The examples' project: a copy of config/ committed once, so provenance (`ledger`, the
+# `stale_stop` warning) names a fixed commit; the sandbox stamps writes at a fixed time.
+AUTHOR = {
+    "GIT_AUTHOR_NAME": "Jane Ops",
+    "GIT_AUTHOR_EMAIL": "jane@example.com",
+    "GIT_AUTHOR_DATE": "2026-06-01T10:00:00Z",
+    "GIT_COMMITTER_NAME": "Jane Ops",
+    "GIT_COMMITTER_EMAIL": "jane@example.com",
+    "GIT_COMMITTER_DATE": "2026-06-01T10:00:00Z",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+SUBJECT = "Manage call states as code (#131)"
+SANDBOX_CLOCK = "2026-11-30T12:00:00Z"
+
+
 def in_project(tmp: Path) -> None:
     shutil.copytree(ROOT / "config", tmp / "config")
     os.chdir(tmp)
+    env = {**os.environ, **AUTHOR}
+    for args in (["init", "-q"], ["add", "config"], ["commit", "-q", "-m", SUBJECT]):
+        subprocess.run(["git", *args], cwd=tmp, env=env, check=True, capture_output=True)
     os.environ["RECONCILER_LOCK_DIR"] = str(tmp / "locks")
+    os.environ["RECONCILER_SANDBOX_CLOCK"] = SANDBOX_CLOCK
     os.environ["NO_COLOR"] = "1"
     # GitHub Actions variables would turn the Markdown example's sources into links
     github = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_SHA", "GITHUB_WORKSPACE")
@@ -93,7 +114,10 @@ def in_project(tmp: Path) -> None:
 
 def test_every_readme_example_is_the_real_output(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for name in ("RECONCILER_LOCK_DIR", "NO_COLOR", "RECONCILER_CONFIG", "GITHUB_STEP_SUMMARY"):
+    # set first, so that monkeypatch restores what in_project sets (it writes os.environ)
+    for name in ("RECONCILER_LOCK_DIR", "RECONCILER_SANDBOX_CLOCK", "NO_COLOR"):
+        monkeypatch.setenv(name, "")
+    for name in ("RECONCILER_CONFIG", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
     in_project(tmp_path)
     found = blocks(README.read_text())

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from reconciler.cli import apply, check, doctor, importer, plan, schedule  # noqa: F401  (registers)
+from reconciler.cli import apply, check, doctor, importer, ledger, plan, schedule  # noqa: F401
 from reconciler.cli.base import (
     CONTEXT_SETTINGS,
     EXIT_CHANGES,

@@ -269,14 +269,19 @@ def format_option(
     )
 
 
-def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--account, --shard, --format, --no-color (plus --config, -v) for plan, apply, drift."""
-    func = click.option(
+def shard_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--shard K/N (as `shard`, a (K, N) tuple or None)."""
+    return click.option(
         "--shard",
         metavar="K/N",
         callback=_shard_option,
         help="Only accounts of shard K of N (stable hash of the account id), for CI matrices.",
     )(func)
+
+
+def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--account, --shard, --format, --no-color (plus --config, -v) for plan, apply, drift."""
+    func = shard_option(func)
     func = click.option(
         "--no-color", is_flag=True, help="No colour (also when NO_COLOR is set or not a TTY)."
     )(func)

@@ -101,7 +101,7 @@ def charge_rows(plan: Plan, mode: str) -> list[tuple[ChargeItem, str]]:
 
 def _since(item: ChargeItem) -> str:
     since = f"since {item.stopped_since[:10]}" if item.stopped_since else ""
-    return "; ".join(filter(None, [since, "estimated" if item.estimated else ""]))
+    return "; ".join(filter(None, [since, "estimated" if item.estimated else "", item.set_by]))
 
 
 def _charges(plan: Plan, style: Callable[..., str], mode: str) -> list[str]:

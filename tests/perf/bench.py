@@ -22,6 +22,10 @@ Scenarios and budgets (A accounts x N numbers, concurrency 8, --latency-ms 20):
      reads of the verification) / 100); no failed action; 429s are reported
   3. no-op `plan` on the embedded sandbox (provider sandbox): wall <= 3 s, RSS <= 400 MB
   4. `reconciler --help`: wall <= 0.3 s
+  5. `ledger --format json` of the fleet on the embedded sandbox, its config in a git
+     repository (20 pull requests stop --ledger-stops numbers, then `apply`): wall <= 15 s,
+     RSS <= 400 MB, at least half the items with provenance
+  6. `ledger` on the example config and its bundled sandbox: wall <= 1 s
 
 Each scenario runs --repeat times (a fresh database for every apply); the table shows the
 median wall time and the highest RSS, and each run's wall time is listed below it. Exit 1
@@ -383,7 +387,85 @@ def scenario_help(fleet: Fleet | None, work: Path, opts: argparse.Namespace) -> 
     return res
 
 
-SCENARIOS = {1: scenario_http_plan, 2: scenario_apply, 3: scenario_embedded_plan, 4: scenario_help}
+def _git(cwd: Path, *args: str) -> None:
+    who = {"GIT_AUTHOR_NAME": "Bench Ops", "GIT_AUTHOR_EMAIL": "ops@example.com"}
+    who |= {"GIT_COMMITTER_NAME": "Bench Ops", "GIT_COMMITTER_EMAIL": "ops@example.com"}
+    check(["git", "-C", str(cwd), *args], {**base_env(), **who})
+
+
+def scenario_ledger(fleet: Fleet, work: Path, opts: argparse.Namespace) -> Result:
+    """`ledger` on the whole fleet in a git repository, after an apply that stops
+    --ledger-stops numbers (committed in 20 pull requests, so blame has history to walk)."""
+    res = Result(5, "ledger, embedded sandbox, git provenance", bound=15.0, rss_bound=400 * MB)
+    repo = work / "ledger-repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.copytree(fleet.sandbox_config, repo / "config")
+    shutil.copyfile(fleet.db, repo / "fleet-ro.db")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "config")
+    _git(repo, "commit", "-q", "-m", "Import the fleet")
+    accounts = repo / "config" / "accounts"
+    files = sorted(accounts.glob("*.yaml"))
+    per_pr = max(1, len(files) // 20)
+    for pr, start in enumerate(range(0, len(files), per_pr), start=100):
+        batch = accounts / f"batch-{pr}"
+        batch.mkdir()
+        for path in files[start : start + per_pr]:
+            path.rename(batch / path.name)
+        make_changes(batch, max(1, opts.ledger_stops * per_pr // len(files)))
+        for path in batch.iterdir():
+            path.rename(accounts / path.name)
+        batch.rmdir()
+        _git(repo, "commit", "-q", "-am", f"Stop campaign numbers, batch {pr} (#{pr})")
+    config = str(repo / "config")
+    check([*cli(), "apply", "--config", config, "--auto-approve", "--force"], base_env())
+    for i in range(opts.repeat):
+        run = run_measured(
+            [*cli(), "ledger", "--config", config, "--format", "json"],
+            base_env(),
+            work / f"s5-ledger-{i}.txt",
+        )
+        res.runs.append(run)
+        if run.code != 0:
+            res.problems.append(f"run {i + 1}: exit {run.code}: {run.stderr[-300:]}")
+            continue
+        data = json.loads(run.stdout)
+        named = sum(1 for item in data["items"] if item["provenance"])
+        if i == 0:
+            res.notes.append(
+                f"{len(data['items'])} ledger items ({named} with provenance), "
+                f"{data['total_monthly']} {data['currency']}/month"
+            )
+        if named < len(data["items"]) // 2:
+            res.problems.append(f"run {i + 1}: only {named} items with provenance")
+    return res
+
+
+def scenario_ledger_example(fleet: Fleet | None, work: Path, opts: argparse.Namespace) -> Result:
+    """`ledger` on the example config and its bundled sandbox: under 1 s."""
+    res = Result(6, "ledger, example config", bound=1.0)
+    project = work / "example"
+    shutil.rmtree(project, ignore_errors=True)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "config", project / "config")
+    env = {**base_env(), "RECONCILER_LOCK_DIR": str(work / "locks")}
+    config = str(project / "config")
+    check([*cli(), "apply", "--config", config, "--auto-approve"], env)
+    for i in range(opts.repeat):
+        run = run_measured([*cli(), "ledger", "--config", config], env, work / f"s6-ledger-{i}.txt")
+        res.runs.append(run)
+        if run.code != 0 or "Ledger:" not in run.stdout:
+            res.problems.append(f"run {i + 1}: exit {run.code}")
+    return res
+
+
+SCENARIOS = {
+    1: scenario_http_plan,
+    2: scenario_apply,
+    3: scenario_embedded_plan,
+    4: scenario_help,
+    5: scenario_ledger,
+    6: scenario_ledger_example,
+}
 
 
 # --- report -------------------------------------------------------------------------------
@@ -420,12 +502,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--accounts", type=int, default=1000, help="accounts in the fleet")
     p.add_argument("--numbers", type=int, default=100, help="numbers per account")
-    p.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,3")
+    p.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 1,3")
     p.add_argument("--repeat", type=int, default=3, help="runs per scenario (median wall)")
     p.add_argument("--latency-ms", type=float, default=20.0, help="server latency (1, 2)")
     p.add_argument("--concurrency", type=int, default=8, help="client concurrency (1, 2)")
     p.add_argument("--changes", type=int, default=2000, help="changes to apply (2)")
     p.add_argument("--rate-limit", type=float, default=100.0, help="server and client rps (2)")
+    p.add_argument("--ledger-stops", type=int, default=2000, help="numbers stopped (5)")
     p.add_argument("--workdir", type=Path, help="keep fleet and outputs here (default: temp)")
     p.add_argument("--keep", action="store_true", help="do not delete the temporary workdir")
     opts = p.parse_args(argv)
@@ -448,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"workdir: {work}")
     try:
         fleet = None
-        if set(opts.only) - {4}:
+        if set(opts.only) - {4, 6}:
             fleet = build_fleet(work, opts.accounts, opts.numbers, base_env())
         results = []
         for number in opts.only:

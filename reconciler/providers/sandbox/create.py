@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
+from reconciler.providers.sandbox.clock import utc_now
 from reconciler.providers.sandbox.store import (
     _SCHEMA,
     ACCOUNT_COLUMNS,
@@ -17,7 +18,6 @@ from reconciler.providers.sandbox.store import (
     SCHEMA_VERSION,
     Row,
     SandboxDbError,
-    utc_now,
 )
 
 

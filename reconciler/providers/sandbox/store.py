@@ -36,12 +36,12 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from reconciler.errors import ProviderError, ProviderNotFound, ProviderTargetChanged
+from reconciler.providers.sandbox.clock import sandbox_clock, utc_now
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
@@ -178,11 +178,6 @@ class BadValue(ProviderError):
     """A write value outside its enum or of the wrong type."""
 
 
-def utc_now() -> str:
-    """Now as ISO-8601 UTC with Z, to the second (the wire's time format)."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
 # --- wire shapes ------------------------------------------------------------------------
 
 
@@ -221,6 +216,7 @@ class SandboxStore:
     """Reads and writes one sandbox database; safe to share between threads."""
 
     def __init__(self, path: Path | str) -> None:
+        sandbox_clock()  # a bad RECONCILER_SANDBOX_CLOCK is refused before anything is read
         self.path = Path(path)
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
