@@ -288,3 +288,18 @@ def test_the_plan_says_who_set_each_standing_stop(repo: Path, tmp_path: Path) ->
 def test_the_plan_without_git_names_nobody(project: Path) -> None:
     code, out, _ = run("plan", "--at", AT)
     assert code == 0 and "set by" not in out and "stale_stop:" in out
+
+
+def test_in_github_actions_the_markdown_links_the_pr_and_the_line(repo: Path) -> None:
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    env = {
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/call-states",
+        "GITHUB_SHA": sha,
+    }
+    _, md, _ = run("ledger", "--at", AT, "--format", "markdown", env=env)
+    assert "in [#131](https://github.com/acme/call-states/pull/131)" in md
+    line = f"(https://github.com/acme/call-states/blob/{sha}/config/accounts/cedar-law.yaml#L5)"
+    assert f"[config/accounts/cedar-law.yaml:5]{line}" in md
+    _, plain, _ = run("ledger", "--at", AT, "--format", "markdown")
+    assert "](" not in plain  # no GitHub variables: no links

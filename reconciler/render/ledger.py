@@ -13,7 +13,7 @@ import json
 
 from reconciler.ledger import Ledger, LedgerItem
 from reconciler.render import describe
-from reconciler.render.markdown import esc
+from reconciler.render.markdown import blob_base, esc, source_linker
 from reconciler.render.safe import neutral
 
 NEVER = (
@@ -132,10 +132,23 @@ def cell(value: object) -> str:
     return esc(neutral(str(value)))
 
 
+def _md_set_by(item: LedgerItem, repo_url: str | None) -> str:
+    """`set_by` for a table cell; the PR linked when GitHub's variables name the repo."""
+    text = cell(set_by(item))
+    p = item.provenance
+    if repo_url and p is not None and p.pr is not None:
+        number = f"#{p.pr}"
+        return text.replace(number, f"[{number}]({repo_url}/pull/{p.pr})")
+    return text
+
+
 def _md_rows(items: list[LedgerItem], cur: str) -> list[str]:
+    link = source_linker()
+    base = blob_base()
+    repo_url = base.split("/blob/", 1)[0] if base else None
     lines = [
-        "| Monthly fee | Resource | Account | State | Since | Days | Note | Set by |",
-        "|---:|---|---|---|---|---:|---|---|",
+        "| Monthly fee | Resource | Account | State | Since | Days | Note | Set by | Source |",
+        "|---:|---|---|---|---|---:|---|---|---|",
     ]
     for i in items:
         flags = [f for f, on in (("stale", i.stale), ("estimated", i.estimated)) if on]
@@ -146,7 +159,8 @@ def _md_rows(items: list[LedgerItem], cur: str) -> list[str]:
             f"{' (' + ', '.join(flags) + ')' if flags else ''} "
             f"| {cell(i.account_id)} {cell(i.account_name)} | {cell(i.state)} "
             f"| {cell(i.since[:10]) if i.since else 'unknown'} "
-            f"| {i.days if i.days is not None else ''} | {cell(note)} | {cell(set_by(i))} |"
+            f"| {i.days if i.days is not None else ''} | {cell(note)} "
+            f"| {_md_set_by(i, repo_url)} | {link(neutral(i.source)) if i.source else ''} |"
         )
     return lines
 
