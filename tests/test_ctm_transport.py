@@ -642,3 +642,39 @@ def test_a_secret_key_too_short_to_be_real_is_refused() -> None:
     with pytest.raises(ProviderAuthError, match="too short to be a real key") as err:
         CtmProvider(settings("http://127.0.0.1:9/api/v1"), env)
     assert "short" not in str(err.value).replace("too short", "")
+
+
+def test_a_pool_collected_while_the_watchdog_holds_its_lock_does_not_deadlock(
+    sandbox_db: Path,
+) -> None:
+    """The garbage collector can run in a thread that holds the watchdog's lock (any
+    allocation there: a new thread, a tuple); a collected pool's finalizer then closes its
+    connections, which disarms them, in that thread. With a plain lock this hung a fuzzed
+    apply for good; the real pool, the real finalizer, a forced collection."""
+    import gc
+
+    from reconciler.providers.deadlines import WATCHDOG, Pool
+    from reconciler.providers.sandbox.server import start_server
+
+    with start_server(sandbox_db, access_key="ak", secret_key="sk-secret") as server:
+        host, port = server.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        pool = Pool(host, int(port), maxsize=1)
+        pool.request("GET", "/api/v1/accounts", retries=False).release_conn()
+        assert pool.num_connections == 1  # one connection back in the pool
+        pool.cycle = pool  # type: ignore[attr-defined]  # only the collector can free it
+        del pool
+        done = threading.Event()
+
+        def collect_under_the_lock() -> None:
+            gc.disable()  # no collection before the one under test
+            try:
+                with WATCHDOG._lock:
+                    gc.collect()  # runs the pool's finalizer: close -> disarm
+                done.set()
+            finally:
+                gc.enable()
+
+        worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert done.is_set(), "the finalizer's disarm waited for a lock its own thread held"

@@ -54,10 +54,15 @@ class _Watchdog:
     Connections are armed when they send a request and disarmed when they go back to the
     pool (or close), under one lock, so a connection is never cut once another request
     owns it.
+
+    The lock is reentrant, and the loops walk a copy: the garbage collector can run while
+    a thread holds it (any allocation: a new thread, a tuple), and a collected pool's
+    finalizer closes its connections, which disarms them, in that same thread. With a
+    plain lock that deadlocked an apply for good (seen in the hostile-provider fuzz).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._armed: dict[int, tuple[_Connection, Call]] = {}
         self._thread: threading.Thread | None = None
 
@@ -75,9 +80,9 @@ class _Watchdog:
     def abort(self, owner: object) -> int:
         """Cut every request `owner` has in flight now; return how many were cut."""
         with self._lock:
-            armed = [(k, c) for k, c in self._armed.items() if c[1].owner is owner]
+            armed = [(k, c) for k, c in self._armed.copy().items() if c[1].owner is owner]
             for key, (conn, call) in armed:
-                del self._armed[key]
+                self._armed.pop(key, None)
                 call.cut = "interrupted"
                 conn.cut()
         return len(armed)
@@ -90,9 +95,9 @@ class _Watchdog:
                 if not self._armed:  # idle: end; the next `arm` starts a new thread
                     self._thread = None
                     return
-                for key, (conn, call) in list(self._armed.items()):
+                for key, (conn, call) in self._armed.copy().items():
                     if now >= call.deadline:
-                        del self._armed[key]
+                        self._armed.pop(key, None)
                         call.cut = call.cut or "deadline"
                         conn.cut()
 
