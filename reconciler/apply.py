@@ -26,16 +26,8 @@ from typing import Any, Literal
 
 from reconciler.charges import compare_charges, silent_resources
 from reconciler.errors import ProviderError, ProviderTargetChanged, ReconcilerError
-from reconciler.models import (
-    Change,
-    Charges,
-    DesiredState,
-    LiveAccount,
-    LiveNumber,
-    LiveState,
-    Plan,
-    jsonable,
-)
+from reconciler.models import DesiredState, LiveAccount, LiveNumber, LiveState, jsonable
+from reconciler.plan_model import Change, Charges, Plan
 from reconciler.providers.base import Provider
 
 log = logging.getLogger(__name__)

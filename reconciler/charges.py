@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from reconciler.models import ChargeItem, Charges, LiveAccount, LiveNumber, jsonable
+from reconciler.models import LiveAccount, LiveNumber, jsonable
+from reconciler.plan_model import ChargeItem, Charges
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")

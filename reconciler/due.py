@@ -11,14 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from reconciler.models import (
-    Change,
-    DesiredAccount,
-    DesiredNumber,
-    DesiredState,
-    LiveState,
-    Plan,
-)
+from reconciler.models import DesiredAccount, DesiredNumber, DesiredState, LiveState
+from reconciler.plan_model import Change, Plan
 
 
 def is_timed(entry: DesiredAccount | DesiredNumber) -> bool:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from reconciler.models import Change, DesiredAccount, LiveAccount, LiveNumber, LiveState
+from reconciler.models import DesiredAccount, LiveAccount, LiveNumber, LiveState
+from reconciler.plan_model import Change
 
 if TYPE_CHECKING:
     from reconciler.plan import _Builder

@@ -9,15 +9,9 @@ from pathlib import Path
 
 from reconciler.config import load_config, load_settings_only
 from reconciler.errors import ConfigError, ReconcilerError
-from reconciler.models import (
-    DesiredAccount,
-    DesiredState,
-    LiveState,
-    Plan,
-    ProviderInfo,
-    Settings,
-)
+from reconciler.models import DesiredAccount, DesiredState, LiveState, Settings
 from reconciler.plan import build_plan
+from reconciler.plan_model import Plan, ProviderInfo
 from reconciler.providers import open_provider
 from reconciler.providers.base import Provider
 
@@ -208,7 +202,7 @@ def make_plan(
     from reconciler.ledger import attribute_plan
 
     attribute_plan(plan, desired, live)
-    from reconciler.models import UpcomingEvent
+    from reconciler.plan_model import UpcomingEvent
     from reconciler.schedule import upcoming
 
     plan.upcoming = [

@@ -27,13 +27,12 @@ from reconciler.models import (
     DesiredAccount,
     DesiredNumber,
     DesiredState,
-    Finding,
     LiveAccount,
     LiveNumber,
     LiveState,
-    Plan,
     jsonable,
 )
+from reconciler.plan_model import Finding, Plan
 from reconciler.provenance import History, Provenance
 
 LEDGER_FORMAT_VERSION = 1

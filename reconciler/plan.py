@@ -17,21 +17,16 @@ from typing import Any
 from reconciler.charges import compute_charges, money, number_fee
 from reconciler.effects import account_guards, duplicate_live_numbers, plan_threshold
 from reconciler.models import (
-    AccountSummary,
-    Change,
     DesiredAccount,
     DesiredNumber,
     DesiredState,
-    Finding,
     LiveAccount,
     LiveNumber,
     LiveState,
-    Plan,
-    ProviderInfo,
     Settings,
-    Summary,
     jsonable,
 )
+from reconciler.plan_model import AccountSummary, Change, Finding, Plan, ProviderInfo, Summary
 from reconciler.windows import effective, schedule_missed, window_warning
 
 UNMANAGED_LISTED = 5

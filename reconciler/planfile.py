@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from reconciler.errors import ReconcilerError
-from reconciler.models import Plan
+from reconciler.plan_model import Plan
 
 MAX_PLAN_BYTES = 256 * 1024 * 1024  # a plan of 100,000 changes is about 60 MB
 

@@ -194,7 +194,7 @@ def render_schedule(
 
 
 def markdown_lines(events: list[Event], days: int) -> list[str]:
-    from reconciler.models import UpcomingEvent
+    from reconciler.plan_model import UpcomingEvent
     from reconciler.render.markdown import upcoming_table
 
     rows = [UpcomingEvent.model_validate(e.to_dict()) for e in events]

@@ -25,7 +25,7 @@ def _settings() -> dict[str, Any]:
 
 
 def _plan() -> dict[str, Any]:
-    from reconciler.models import Plan
+    from reconciler.plan_model import Plan
 
     return Plan.model_json_schema(by_alias=True, mode="serialization")
 

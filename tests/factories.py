@@ -12,11 +12,11 @@ from reconciler.models import (
     LiveAccount,
     LiveNumber,
     LiveState,
-    ProviderInfo,
     Settings,
     Source,
 )
 from reconciler.plan import build_plan
+from reconciler.plan_model import ProviderInfo
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=timezone.utc)
 PROVIDER = ProviderInfo(type="sandbox", target="test.db")

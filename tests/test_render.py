@@ -126,7 +126,7 @@ def test_annotation_escapes_data():
 
 
 def test_a_plan_saved_before_the_live_figures_still_loads_and_renders(sample):
-    from reconciler.models import Plan
+    from reconciler.plan_model import Plan
 
     old = sample.to_json_dict()
     for key in ("live_stopped_monthly", "resumed_monthly", "resumed_items"):

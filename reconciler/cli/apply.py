@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:  # heavy modules stay out of `reconciler --help`
     from reconciler.apply import ActionResult, ApplyReport
     from reconciler.engine import Planned
-    from reconciler.models import Plan
+    from reconciler.plan_model import Plan
     from reconciler.providers.base import Provider
 
 

@@ -43,13 +43,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from reconciler.errors import ProviderError, ProviderNotFound
-from reconciler.models import (
-    ListedAccount,
-    LiveAccount,
-    LiveNumber,
-    LiveState,
-    ProviderSettings,
-)
+from reconciler.models import ListedAccount, LiveAccount, LiveNumber, LiveState, ProviderSettings
 from reconciler.progress import Cost, Progress, read_line
 from reconciler.providers import wire
 from reconciler.providers.base import NumberField, Provider

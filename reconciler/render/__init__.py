@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from reconciler.models import Change, Finding, Plan
+from reconciler.plan_model import Change, Finding, Plan
 
 FORMATS = ("text", "json", "markdown", "github")
 ACTIONS = ("stop", "allow", "pause", "resume")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from reconciler.errors import ReconcilerError
-from reconciler.models import Plan
+from reconciler.plan_model import Plan
 from reconciler.render import charges_continue, describe, still_billed
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text

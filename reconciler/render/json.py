@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from reconciler.models import Plan
+from reconciler.plan_model import Plan
 
 
 def render_json(plan: Plan) -> str:

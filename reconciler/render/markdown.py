@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import quote
 
-from reconciler.models import Change, Finding, Plan, UpcomingEvent
+from reconciler.plan_model import Change, Finding, Plan, UpcomingEvent
 from reconciler.render import (
     charges_continue,
     charges_lead,

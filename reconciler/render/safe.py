@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reconciler.models import Plan
+from reconciler.plan_model import Plan
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import click
 
-from reconciler.models import Change, ChargeItem, Finding, Plan
+from reconciler.plan_model import Change, ChargeItem, Finding, Plan
 from reconciler.render import charges_lead, describe, headline, summary_line
 from reconciler.windows import humanize
 

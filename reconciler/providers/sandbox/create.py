@@ -11,13 +11,13 @@ from contextlib import suppress
 from pathlib import Path
 
 from reconciler.providers.sandbox.clock import utc_now
-from reconciler.providers.sandbox.store import (
-    _SCHEMA,
+from reconciler.providers.sandbox.store import SandboxDbError
+from reconciler.providers.sandbox.tables import (
     ACCOUNT_COLUMNS,
     NUMBER_COLUMNS,
+    SCHEMA_SQL,
     SCHEMA_VERSION,
     Row,
-    SandboxDbError,
 )
 
 
@@ -74,7 +74,7 @@ def _fill(tmp: Path, accounts: Iterable[Row], numbers: Iterable[Row]) -> None:
         # No journal while building: the file is private until os.replace publishes it.
         conn.execute("PRAGMA journal_mode=OFF")
         conn.execute("PRAGMA synchronous=OFF")
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA_SQL)
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO meta (key, value) VALUES (?, ?)",

@@ -32,13 +32,8 @@ from reconciler.errors import ReconcilerError
 from reconciler.models import E164_PATTERN
 from reconciler.phone import display
 from reconciler.providers.sandbox.create import create_database
-from reconciler.providers.sandbox.store import (
-    ACCOUNT_STATUSES,
-    Row,
-    SandboxStore,
-    account_to_wire,
-    number_to_wire,
-)
+from reconciler.providers.sandbox.store import SandboxStore, account_to_wire, number_to_wire
+from reconciler.providers.sandbox.tables import ACCOUNT_STATUSES, Row
 
 FIRST_ACCOUNT_ID = 1001
 # Ids travel in URL paths: letters, digits, _ and - only (no dots: ".json" is a suffix).
@@ -54,7 +49,7 @@ class FleetError(ReconcilerError):
 
 @dataclass
 class Fleet:
-    """A validated fleet as store rows (see store.ACCOUNT_COLUMNS / NUMBER_COLUMNS)."""
+    """A validated fleet as store rows (see tables.ACCOUNT_COLUMNS / NUMBER_COLUMNS)."""
 
     accounts: list[Row]
     numbers: list[Row]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from reconciler.providers.sandbox.create import create_database
 from reconciler.providers.sandbox.fleet import FIRST_ACCOUNT_ID, format_number, number_id_for
-from reconciler.providers.sandbox.store import Row
+from reconciler.providers.sandbox.tables import Row
 
 _PREFIXES = (
     "Acme", "Harbor", "Summit", "Blue Ridge", "Evergreen", "Bayside", "Cedar", "Delta",

@@ -42,108 +42,20 @@ from urllib.parse import quote
 
 from reconciler.errors import ProviderError, ProviderNotFound, ProviderTargetChanged
 from reconciler.providers.sandbox.clock import sandbox_clock, utc_now
+from reconciler.providers.sandbox.tables import (
+    ACCOUNT_SELECT,
+    ACCOUNT_STATUSES,
+    MAX_OFFSET,
+    NUMBER_SELECT,
+    NUMBERS_PAGE_JSON,
+    SCHEMA_VERSION,
+    FileId,
+    Row,
+)
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
 MAX_IDLE_CONNECTIONS = 32
-ACCOUNT_STATUSES = ("active", "paused", "stopped")
 VIA = ("direct", "http")
-
-ACCOUNT_COLUMNS = ("id", "id_is_int", "name", "status", "monthly_fee", "updated")
-NUMBER_COLUMNS = (
-    "id",
-    "account_id",
-    "number",
-    "formatted",
-    "name",
-    "active",
-    "paused",
-    "source_name",
-    "source_online",
-    "renewal_costs",
-    "calls",
-    "active_changed",
-    "updated",
-)
-Row = tuple[Any, ...]
-FileId = tuple[int, int]  # (st_dev, st_ino)
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE accounts (
-    seq INTEGER PRIMARY KEY,            -- listing order = fleet order
-    id TEXT NOT NULL UNIQUE,
-    id_is_int INTEGER NOT NULL CHECK (id_is_int IN (0, 1)),  -- wire shows 1001, not "1001"
-    name TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('active', 'paused', 'stopped')),
-    monthly_fee TEXT,                   -- decimal string, "49.00"
-    updated TEXT
-);
-CREATE TABLE numbers (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    account_id TEXT NOT NULL REFERENCES accounts(id),
-    number TEXT NOT NULL UNIQUE,
-    formatted TEXT NOT NULL,
-    name TEXT NOT NULL,
-    active INTEGER NOT NULL CHECK (active IN (0, 1)),
-    paused INTEGER NOT NULL CHECK (paused IN (0, 1)),
-    source_name TEXT NOT NULL,
-    source_online INTEGER NOT NULL CHECK (source_online IN (0, 1)),
-    renewal_costs TEXT,
-    calls INTEGER NOT NULL,
-    active_changed TEXT,
-    updated TEXT
-);
-CREATE INDEX numbers_by_account ON numbers (account_id, seq);
-CREATE TABLE audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    time TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    field TEXT NOT NULL,
-    from_value TEXT,
-    to_value TEXT,
-    via TEXT NOT NULL CHECK (via IN ('direct', 'http'))
-);
-"""
-
-_ACCOUNT_SELECT = f"SELECT {', '.join(ACCOUNT_COLUMNS)} FROM accounts"
-_NUMBER_SELECT = f"SELECT {', '.join(NUMBER_COLUMNS)} FROM numbers"
-
-
-def _json_bool(column: str) -> str:
-    return f"json(CASE WHEN {column} THEN 'true' ELSE 'false' END)"
-
-
-# A numbers row as the JSON text of its wire shape, built by SQLite: must be exactly what
-# `number_to_wire` makes (same keys in the same order; a test compares every row).
-_NUMBER_JSON = (
-    "json_object("
-    "'id', id, 'account_id', account_id, 'number', number, 'formatted', formatted, "
-    f"'name', name, 'active', {_json_bool('active')}, 'paused', {_json_bool('paused')}, "
-    f"'source', json_object('name', source_name, 'online', {_json_bool('source_online')}), "
-    "'stats', json_object('renewal_costs', renewal_costs, 'calls', calls), "
-    "'active_changed', active_changed, 'updated', updated"
-    ")"
-)
-
-# A whole numbers page in one statement and one result row: does the account exist, how
-# many numbers it has, and the page's rows as JSON joined in `seq` order (a window
-# aggregate's frame is visited in its ORDER BY order; a plain group_concat's order is
-# unspecified). One statement is one consistent snapshot without BEGIN/COMMIT, and one
-# row means the server thread gives up the GIL once, not once per row: with 8 clients at
-# once that is what kept a threaded server from scaling (635 -> 1,551 pages/s).
-_NUMBERS_PAGE_JSON = (
-    "SELECT EXISTS(SELECT 1 FROM accounts WHERE id = :account), "
-    "(SELECT count(*) FROM numbers WHERE account_id = :account), "
-    "(SELECT group_concat(j, ',') OVER "
-    "(ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) "
-    f"FROM (SELECT seq, {_NUMBER_JSON} AS j FROM numbers WHERE account_id = :account "
-    "ORDER BY seq LIMIT :limit OFFSET :offset) LIMIT 1)"
-)
-
-# SQLite integers are 64-bit: an absurd page number asks for this offset (past any list).
-_MAX_OFFSET = 2**62
 
 
 class SandboxDbError(ProviderError):
@@ -399,7 +311,7 @@ class SandboxStore:
             rows = []
             if offset < total:  # also keeps absurd page numbers away from SQLite's int64
                 rows = c.execute(
-                    f"{_ACCOUNT_SELECT} ORDER BY seq LIMIT ? OFFSET ?", (per_page, offset)
+                    f"{ACCOUNT_SELECT} ORDER BY seq LIMIT ? OFFSET ?", (per_page, offset)
                 ).fetchall()
         return [account_to_wire(r) for r in rows], total
 
@@ -429,7 +341,7 @@ class SandboxStore:
             rows = []
             if offset < total:
                 rows = c.execute(
-                    f"{_NUMBER_SELECT} WHERE account_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+                    f"{NUMBER_SELECT} WHERE account_id = ? ORDER BY seq LIMIT ? OFFSET ?",
                     (account_id, per_page, offset),
                 ).fetchall()
         return [number_to_wire(r) for r in rows], total
@@ -439,14 +351,14 @@ class SandboxStore:
 
         The numbers list is the hot path of a fleet read, one request per account: building
         the rows' JSON in SQLite is ~3x cheaper than `number_to_wire` plus `json.dumps`, and
-        one statement with one result row (`_NUMBERS_PAGE_JSON`) keeps the server from
+        one statement with one result row (`NUMBERS_PAGE_JSON`) keeps the server from
         being the bottleneck.
         """
-        offset = min((page - 1) * per_page, _MAX_OFFSET)
+        offset = min((page - 1) * per_page, MAX_OFFSET)
         args = {"account": account_id, "limit": per_page, "offset": offset}
         with self._conn() as c:
             self.check_same_file()
-            exists, total, joined = c.execute(_NUMBERS_PAGE_JSON, args).fetchone()
+            exists, total, joined = c.execute(NUMBERS_PAGE_JSON, args).fetchone()
         self.check_same_file()
         if not exists:
             raise NotFound(f"no account {_short(account_id)}")
@@ -461,11 +373,11 @@ class SandboxStore:
         ids = _json_list(account_ids)
         with self._read() as c:
             accounts = c.execute(
-                f"{_ACCOUNT_SELECT} WHERE id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+                f"{ACCOUNT_SELECT} WHERE id IN (SELECT value FROM json_each(?)) ORDER BY seq",
                 (ids,),
             ).fetchall()
             numbers = c.execute(
-                f"{_NUMBER_SELECT} WHERE account_id IN (SELECT value FROM json_each(?)) "
+                f"{NUMBER_SELECT} WHERE account_id IN (SELECT value FROM json_each(?)) "
                 "ORDER BY account_id, seq",  # index order: no sort step
                 (ids,),
             ).fetchall()
@@ -474,8 +386,8 @@ class SandboxStore:
     def all_rows(self) -> tuple[list[Row], list[Row]]:
         """Every account and number row, in listing order (for `sandbox show`)."""
         with self._read() as c:
-            accounts = c.execute(f"{_ACCOUNT_SELECT} ORDER BY seq").fetchall()
-            numbers = c.execute(f"{_NUMBER_SELECT} ORDER BY seq").fetchall()
+            accounts = c.execute(f"{ACCOUNT_SELECT} ORDER BY seq").fetchall()
+            numbers = c.execute(f"{NUMBER_SELECT} ORDER BY seq").fetchall()
         return accounts, numbers
 
     def audit(self, resource: str | None = None) -> list[dict[str, Any]]:
@@ -490,14 +402,14 @@ class SandboxStore:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def _account_row(self, c: sqlite3.Connection, account_id: str) -> Row:
-        row = c.execute(f"{_ACCOUNT_SELECT} WHERE id = ?", (account_id,)).fetchone()
+        row = c.execute(f"{ACCOUNT_SELECT} WHERE id = ?", (account_id,)).fetchone()
         if row is None:
             raise NotFound(f"no account {_short(account_id)}")
         return row
 
     def _number_row(self, c: sqlite3.Connection, account_id: str, number_id: str) -> Row:
         row = c.execute(
-            f"{_NUMBER_SELECT} WHERE id = ? AND account_id = ?", (number_id, account_id)
+            f"{NUMBER_SELECT} WHERE id = ? AND account_id = ?", (number_id, account_id)
         ).fetchone()
         if row is None:
             self._account_row(c, account_id)  # says "no account" when that is the problem
