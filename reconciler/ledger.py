@@ -117,16 +117,28 @@ def build_ledger(
     accounts = [live.accounts[a] for a in desired.accounts if a in live.accounts]
     silent, _ = silent_resources(accounts, {}, {}, billing.default_fee, billing.default_account_fee)
     drafts: list[_Draft] = []
+    index: Index = {}
     for address, s in silent.items():
         acc, num = s.account, s.number
         want = desired.accounts[acc.id]
         since = s.since if num is None or num.calls == "stopped" else acc.updated
-        entry = _entry_for(want, acc, num)
+        entry = _entry_for(want, acc, num, index)
         drafts.append(
             _draft(address, acc, num, s.why, since, s.fee, s.estimated, entry, now, stale_days)
         )
     paused = [
-        _draft(address, acc, num, why, since, fee, estimated, _entry_for(want, acc, num), now, -1)
+        _draft(
+            address,
+            acc,
+            num,
+            why,
+            since,
+            fee,
+            estimated,
+            _entry_for(want, acc, num, index),
+            now,
+            -1,
+        )
         for want, acc in ((desired.accounts[a.id], a) for a in accounts)
         for address, num, why, since, fee, estimated in _paused(acc, silent, billing)
     ]
@@ -153,7 +165,9 @@ def build_ledger(
 Entry = tuple[DesiredAccount | DesiredNumber | None, str, bool]  # entry, key, agrees
 
 
-def _entry_for(want: DesiredAccount, acc: LiveAccount, num: LiveNumber | None) -> Entry:
+def _entry_for(
+    want: DesiredAccount, acc: LiveAccount, num: LiveNumber | None, index: Index
+) -> Entry:
     """The config entry (and its key) whose line sets this resource's state, and whether
     the config agrees with live about it."""
     if num is None:
@@ -162,12 +176,24 @@ def _entry_for(want: DesiredAccount, acc: LiveAccount, num: LiveNumber | None) -
         return want, "status", want.status == "stopped"
     if acc.status == "paused" and num.calls != "stopped" and num.swapping != "paused":
         return want, "status", want.status == "paused"
-    mine = next((n for n in want.numbers if n.number == num.number), None)
+    mine = _numbers_of(want, index).get(num.number)
     if mine is None:
         return None, "", False
     if num.calls == "stopped":
         return mine, "calls", mine.calls == "stopped"
     return mine, "swapping", mine.swapping == "paused"
+
+
+Index = dict[str, dict[str, DesiredNumber]]  # account id -> its desired numbers by E.164
+
+
+def _numbers_of(want: DesiredAccount, index: Index) -> dict[str, DesiredNumber]:
+    """The account's desired numbers by E.164, built once per account per call (not a
+    scan per item: a ledger or a plan can hold thousands of items)."""
+    found = index.get(want.id)
+    if found is None:
+        found = index[want.id] = {n.number: n for n in want.numbers}
+    return found
 
 
 def _draft(
@@ -267,11 +293,19 @@ def attribute_plan(plan: Plan, desired: DesiredState, live: LiveState) -> None:
     items the plan does not newly stop get the config line's provenance in short (`set by
     Jane Ops on 2026-06-01 in #131`). Git runs only when there is such an item, and only
     for the files that hold them."""
+    standing = [i for i in plan.charges.items if not i.new]
+    stale = [w for w in plan.warnings if w.code == "stale_stop" and w.source]
+    if not standing and not stale:
+        return
+    history = History(desired.config_dir)  # one cheap `git rev-parse` before any other work
+    if not history.available:
+        return
     targets: list[tuple[object, str, int]] = []
     numbers: dict[str, dict[str, LiveNumber]] = {}
-    for item in plan.charges.items:
+    index: Index = {}
+    for item in standing:
         acc, want = live.accounts.get(item.account_id), desired.accounts.get(item.account_id)
-        if item.new or acc is None or want is None:
+        if acc is None or want is None:
             continue
         num = None
         if item.kind == "number":
@@ -279,19 +313,13 @@ def attribute_plan(plan: Plan, desired: DesiredState, live: LiveState) -> None:
             num = by_e164.get(item.address.removeprefix("number."))
             if num is None:
                 continue
-        entry, key, agrees = _entry_for(want, acc, num)
+        entry, key, agrees = _entry_for(want, acc, num, index)
         if entry is not None and agrees:
             targets.append((item, entry.source.path, entry.field_lines.get(key, entry.source.line)))
-    for warning in plan.warnings:
-        if warning.code == "stale_stop" and warning.source and ":" in warning.source:
-            path, _, line = warning.source.rpartition(":")
-            if line.isdigit():
-                targets.append((warning, path, int(line)))
-    if not targets:
-        return
-    history = History(desired.config_dir)
-    if not history.available:
-        return
+    for warning in stale:
+        path, _, line = (warning.source or "").rpartition(":")
+        if path and line.isdigit():
+            targets.append((warning, path, int(line)))
     wanted: dict[str, set[int]] = {}
     for _, path, line in targets:
         wanted.setdefault(path, set()).add(line)
