@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler.charges import ZERO, money, silent_resources
+from reconciler.charges import ZERO, money, number_fee, silent_resources
 from reconciler.models import (
     BillingSettings,
     DesiredAccount,
@@ -245,8 +245,6 @@ def _paused(
 ) -> list[tuple[str, LiveNumber | None, str, datetime | None, Decimal, bool]]:
     """Resources that still ring but are not swapped: a paused account, numbers whose own
     swapping is paused (not those already silent)."""
-    from reconciler.charges import number_fee
-
     out: list[tuple[str, LiveNumber | None, str, datetime | None, Decimal, bool]] = []
     if acc.status == "paused":
         guess = acc.monthly_fee is None
@@ -265,11 +263,12 @@ def _provenance(
 ) -> Callable[[_Draft], Provenance | None]:
     """Look up every line the drafts need (only those the config agrees with), one batch
     per file; return the lookup."""
-    wanted: dict[str, set[int]] = {}
-    for d in drafts:
-        if d.path is not None and d.line is not None and d.why_none == "":
-            wanted.setdefault(d.path, set()).add(d.line)
-    found = history.lookup(wanted) if history is not None and wanted else {}
+    wanted = [
+        (d.path, d.line)
+        for d in drafts
+        if d.path is not None and d.line is not None and d.why_none == ""
+    ]
+    found = history.lookup(wanted) if history is not None else {}
 
     def of(d: _Draft) -> Provenance | None:
         if d.path is None or d.line is None or d.why_none:
@@ -309,7 +308,9 @@ def attribute_plan(plan: Plan, desired: DesiredState, live: LiveState) -> None:
             continue
         num = None
         if item.kind == "number":
-            by_e164 = numbers.setdefault(acc.id, {n.number: n for n in acc.numbers})
+            by_e164 = numbers.get(acc.id)
+            if by_e164 is None:  # once per account, not once per item
+                by_e164 = numbers[acc.id] = {n.number: n for n in acc.numbers}
             num = by_e164.get(item.address.removeprefix("number."))
             if num is None:
                 continue
@@ -320,10 +321,7 @@ def attribute_plan(plan: Plan, desired: DesiredState, live: LiveState) -> None:
         path, _, line = (warning.source or "").rpartition(":")
         if path and line.isdigit():
             targets.append((warning, path, int(line)))
-    wanted: dict[str, set[int]] = {}
-    for _, path, line in targets:
-        wanted.setdefault(path, set()).add(line)
-    found = history.lookup(wanted)
+    found = history.lookup((path, line) for _, path, line in targets)
     for target, path, line in targets:
         prov = found.get((path, line))
         if prov is None:

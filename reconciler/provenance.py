@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -140,13 +140,16 @@ class History:
             return frozenset()
 
     def lookup(
-        self, wanted: Mapping[str, Iterable[int]], workers: int = 4
+        self, lines: Iterable[tuple[str, int]], workers: int = 4
     ) -> dict[tuple[str, int], Provenance | None]:
         """(file as given, line) -> the commit that last set that line, for every line
-        asked for; one `git blame` per file."""
-        if self.root is None:
-            return {(path, line): None for path, lines in wanted.items() for line in lines}
-        jobs = [(path, sorted(set(lines))) for path, lines in wanted.items()]
+        asked for; one `git blame` per file, with all of that file's lines."""
+        wanted: dict[str, set[int]] = {}
+        for path, line in lines:
+            wanted.setdefault(path, set()).add(line)
+        if self.root is None or not wanted:
+            return {(path, line): None for path, found in wanted.items() for line in found}
+        jobs = [(path, sorted(found)) for path, found in wanted.items()]
         out: dict[tuple[str, int], Provenance | None] = {}
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
             results = pool.map(lambda job: self._blame(*job), jobs)

@@ -103,7 +103,13 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def tamper_proxy(upstream: str, tamper: Tamper) -> Iterator[str]:
     """Serve on 127.0.0.1 (ephemeral port); yields the proxy's base URL (…/api/v1)."""
-    httpd = _Server(("127.0.0.1", 0), _handler(upstream, tamper))
+    with serving(_Server(("127.0.0.1", 0), _handler(upstream, tamper))) as url:
+        yield url
+
+
+@contextmanager
+def serving(httpd: ThreadingHTTPServer) -> Iterator[str]:
+    """Run `httpd` (bound to 127.0.0.1) in a thread; yields its base URL (…/api/v1)."""
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -443,6 +443,17 @@ def _interactive_apply(project: Path, answer: str) -> tuple[int, str]:
         env=env,
     )
     os.close(terminal)
+    output = read_terminal(controller, proc, b"Only 'yes' will be accepted", answer.encode())
+    proc.wait(timeout=30)
+    os.close(controller)
+    return proc.returncode, output.decode(errors="replace")
+
+
+def read_terminal(
+    controller: int, proc: subprocess.Popen, prompt: bytes = b"", answer: bytes = b""
+) -> bytes:
+    """What a process shows on the pseudo-terminal `controller` until it ends (60 s at
+    most); once `prompt` has been shown, `answer` and a newline are typed."""
     output = b""
     deadline = time.monotonic() + 60
     answered = False
@@ -451,19 +462,17 @@ def _interactive_apply(project: Path, answer: str) -> tuple[int, str]:
         if ready:
             try:
                 chunk = os.read(controller, 65536)
-            except OSError:
+            except OSError:  # the process closed the terminal
                 break
             if not chunk:
                 break
             output += chunk
-        if not answered and b"Only 'yes' will be accepted" in output:
-            os.write(controller, answer.encode() + b"\n")
+        if prompt and not answered and prompt in output:
+            os.write(controller, answer + b"\n")
             answered = True
         if proc.poll() is not None and not ready:
             break
-    proc.wait(timeout=30)
-    os.close(controller)
-    return proc.returncode, output.decode(errors="replace")
+    return output
 
 
 def test_interactive_no_changes_nothing(project):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_config import GOOD_ACCOUNT
 
 from reconciler.cli import main
 
@@ -41,15 +42,7 @@ LIBRARY_PHRASES = (
     "(got False)",
     "(got None)",
 )
-ACCOUNT = """\
-account:
-  id: 1001
-  name: Acme Dental
-numbers:
-  - number: "+14105550101"
-  - number: "+14105550102"
-    calls: stopped
-"""
+ACCOUNT = GOOD_ACCOUNT
 
 
 def write(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import ACCESS_KEY, SECRET_KEY, small_fleet
-from tamper_proxy import tamper_proxy
+from tamper_proxy import serving, tamper_proxy
 
 from reconciler.cli import main
 from reconciler.providers.sandbox.server import RunningServer
@@ -391,13 +390,8 @@ def fake_ctm(date: str | None, headers: dict[str, str] | None = None) -> Iterato
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/api/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(httpd) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -11,15 +11,14 @@ import json
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from test_cli_e2e import read_terminal
 
 from reconciler.cli import main
 from reconciler.providers.sandbox.server import RunningServer, start_server
@@ -182,20 +181,7 @@ def _on_a_terminal(args: list[str], cwd: Path, out_path: Path) -> str:
     with out_path.open("w") as out:
         proc = subprocess.Popen(args, cwd=cwd, stdout=out, stderr=terminal, env=env)
         os.close(terminal)
-        shown = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(controller, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            elif proc.poll() is not None:
-                break
+        shown = read_terminal(controller, proc)
         assert proc.wait(timeout=30) == 0, shown
     os.close(controller)
     return shown.decode(errors="replace")

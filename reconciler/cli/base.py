@@ -279,14 +279,9 @@ def shard_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--account, --shard, --format, --no-color (plus --config, -v) for plan, apply, drift."""
-    func = shard_option(func)
-    func = click.option(
-        "--no-color", is_flag=True, help="No colour (also when NO_COLOR is set or not a TTY)."
-    )(func)
-    func = format_option()(func)
-    func = click.option(
+def account_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--account ID, repeatable (as `accounts`), completed from the config's files."""
+    return click.option(
         "--account",
         "accounts",
         multiple=True,
@@ -294,6 +289,16 @@ def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
         shell_complete=complete_accounts,
         help="Only this account (repeatable).",
     )(func)
+
+
+def plan_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--account, --shard, --format, --no-color (plus --config, -v) for plan, apply, drift."""
+    func = shard_option(func)
+    func = click.option(
+        "--no-color", is_flag=True, help="No colour (also when NO_COLOR is set or not a TTY)."
+    )(func)
+    func = format_option()(func)
+    func = account_option(func)
     return config_options(func)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconciler.cli.base import config_options, main, run_guarded, setup_logging
+from reconciler.cli.base import config_options, format_option, main, run_guarded, setup_logging
 
 
 @main.command()
@@ -12,14 +12,7 @@ from reconciler.cli.base import config_options, main, run_guarded, setup_logging
 @click.option(
     "--account", metavar="ID", help="Check this account [default: the first managed one]."
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option(("text", "json"))
 def doctor(config_dir: str, verbose: int, account: str | None, fmt: str) -> None:
     """Check settings, keys, TLS, auth, paging and every field the mapping needs; never writes.
 

@@ -13,6 +13,7 @@ from reconciler.cli.base import (
     _shard_option,
     config_options,
     fail,
+    format_option,
     main,
     run_guarded,
     setup_logging,
@@ -24,14 +25,7 @@ if TYPE_CHECKING:
 
 @main.command()
 @config_options
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_option(("text", "json"))
 @click.option(
     "--no-counts",
     is_flag=True,

@@ -8,8 +8,8 @@ import click
 
 from reconciler.cli.base import (
     EXIT_OK,
+    account_option,
     at_option,
-    complete_accounts,
     config_options,
     format_option,
     hold_until_exit,
@@ -23,14 +23,7 @@ from reconciler.cli.base import (
 
 @main.command()
 @config_options
-@click.option(
-    "--account",
-    "accounts",
-    multiple=True,
-    metavar="ID",
-    shell_complete=complete_accounts,
-    help="Only this account (repeatable).",
-)
+@account_option
 @shard_option
 @at_option
 @format_option(("text", "json", "markdown", "csv"))

@@ -12,6 +12,7 @@ import io
 import json
 
 from reconciler.ledger import Ledger, LedgerItem
+from reconciler.provenance import Provenance
 from reconciler.render import describe
 from reconciler.render.markdown import blob_base, esc, source_linker
 from reconciler.render.safe import neutral
@@ -55,11 +56,9 @@ def render_ledger(ledger: Ledger, fmt: str) -> str:
 
 def set_by(item: LedgerItem) -> str:
     """`set by Jane Ops on 2026-06-01 in #131`, or why nobody is named."""
-    p = item.provenance
-    if p is None:
+    if item.provenance is None:
         return item.why_no_provenance or "provenance unknown"
-    where = f"#{p.pr}" if p.pr is not None else p.commit[:7]
-    return f"set by {p.author} on {p.date[:10]} in {where}"
+    return Provenance(**item.provenance.model_dump()).short()
 
 
 def _headline(ledger: Ledger) -> str:
